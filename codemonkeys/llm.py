@@ -1,0 +1,344 @@
+"""One model client over litellm (DESIGN.md, "Model calls").
+
+Every call goes through `ModelClient.complete`: a per-model concurrency limit, retries with backoff on
+transient failures, provider prompt-cache markers, one usage record per call in `usage.jsonl` (failed
+calls too) and a budget checked before every attempt. litellm is imported on first use only: it takes
+seconds to import and the CLI's `--help` should not pay that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import random
+import time
+import weakref
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from codemonkeys.config import Settings
+from codemonkeys.store import RecordedCalls, append_jsonl
+
+Messages = list[dict[str, Any]]
+
+_PLACEHOLDER_KEY = "sk-no-key"
+_MAX_DELAY = 60.0
+_RETRY_STATUS = {408, 409, 425, 429}
+_CACHE_MARKER_PROVIDERS = {"bedrock", "vertex_ai", "vertex_ai_beta", "openrouter"}
+
+
+class CallRecord(BaseModel):
+    """One line of usage.jsonl. `error` is a short, scrubbed text: never a key."""
+
+    ts: float = Field(default_factory=time.time)
+    instance: str
+    stage: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 0
+    ok: bool = True
+    error: str | None = None
+
+
+class StageTotals(BaseModel):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    errors: int = 0
+
+    def add(self, record: CallRecord) -> None:
+        self.calls += 1
+        self.prompt_tokens += record.prompt_tokens
+        self.completion_tokens += record.completion_tokens
+        self.cached_tokens += record.cached_tokens
+        self.cost_usd += record.cost_usd
+        self.errors += not record.ok
+
+
+class BudgetExceeded(Exception):
+    """The problem's or the run's budget is spent; raised before a call is made."""
+
+
+class ModelCallError(Exception):
+    """Retries exhausted, or an error retrying cannot fix (bad key, prompt too long)."""
+
+
+class _GarbageResponse(Exception):
+    """A 200 answer without usable text: retried like a 5xx."""
+
+
+@functools.cache
+def _litellm() -> ModuleType:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return litellm
+
+
+def _uses_cache_markers(model: str) -> bool:
+    """Anthropic-style providers cache only what is marked; OpenAI and most others cache prefixes by themselves."""
+    provider, _, name = model.partition("/")
+    if not name:
+        return provider.startswith("claude")
+    return provider == "anthropic" or (provider in _CACHE_MARKER_PROVIDERS and "claude" in name.lower())
+
+
+def mark_cache_prefix(messages: Messages, model: str, cache_prefix: int) -> Messages:
+    """Marks the end of the first `cache_prefix` messages as a cache breakpoint, for providers that need it."""
+    out = [dict(message) for message in messages]
+    n = min(cache_prefix, len(out))
+    if n <= 0 or not _uses_cache_markers(model):
+        return out
+    for i, message in enumerate(out[:n]):
+        content = message["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content]
+        if i == n - 1 and blocks:
+            blocks[-1]["cache_control"] = {"type": "ephemeral"}
+        message["content"] = blocks
+    return out
+
+
+def check_provider_key(model: str, api_base: str | None) -> str | None:
+    """One clear line when the provider's key is missing, so a run fails at start rather than at its first call."""
+    if api_base:
+        return None
+    env = _litellm().validate_environment(model)
+    missing = env.get("missing_keys") or []
+    if env.get("keys_in_environment") or not missing:
+        return None
+    return f"no API key for {model}: set {', '.join(missing)}"
+
+
+def _secrets(api_key: str | None) -> list[str]:
+    names = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+    values = {v for k, v in os.environ.items() if any(n in k.upper() for n in names) and len(v) >= 8}
+    if api_key and api_key != _PLACEHOLDER_KEY:
+        values.add(api_key)
+    return sorted(values, key=len, reverse=True)
+
+
+def _describe(exc: BaseException, api_key: str | None, limit: int = 300) -> str:
+    text = str(exc) if type(exc).__name__ in str(exc) else f"{type(exc).__name__}: {exc}"
+    for secret in _secrets(api_key):
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, _GarbageResponse):
+        return True
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status in _RETRY_STATUS or status >= 500
+    litellm = _litellm()
+    return isinstance(exc, litellm.APIConnectionError | litellm.Timeout | TimeoutError | ConnectionError)
+
+
+def _answer_text(response: Any) -> str:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise _GarbageResponse("response has no choices")
+    text = getattr(getattr(choices[0], "message", None), "content", None)
+    if not isinstance(text, str):
+        raise _GarbageResponse("response has no text content")
+    return text
+
+
+def _usage(response: Any) -> tuple[int, int, int]:
+    usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or getattr(usage, "cache_read_input_tokens", None) or 0
+    return (
+        int(getattr(usage, "prompt_tokens", 0) or 0),
+        int(getattr(usage, "completion_tokens", 0) or 0),
+        int(cached),
+    )
+
+
+class ModelClient:
+    """Shared by every stage of a run. Spend is read back from usage.jsonl, so a resumed run, and other
+    processes appending to the same file, count against the budgets too."""
+
+    def __init__(self, settings: Settings, usage_path: Path | None = None) -> None:
+        self.settings = settings
+        self.usage_path = usage_path
+        self._totals: dict[tuple[str, str], StageTotals] = {}
+        self._offset = 0
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._refresh()
+
+    def bind(
+        self, *, model: str, instance: str, stage: str, record: Path | None = None, cache_prefix: int = 0
+    ) -> BoundModel:
+        return BoundModel(self, model=model, instance=instance, stage=stage, record=record, cache_prefix=cache_prefix)
+
+    def spent(self, instance: str | None = None) -> float:
+        self._refresh()
+        return sum(t.cost_usd for (inst, _), t in self._totals.items() if instance is None or inst == instance)
+
+    def stage_totals(self, instance: str | None = None) -> dict[str, StageTotals]:
+        self._refresh()
+        out: dict[str, StageTotals] = {}
+        for (inst, stage), totals in self._totals.items():
+            if instance is None or inst == instance:
+                merged = out.setdefault(stage, StageTotals())
+                for field in StageTotals.model_fields:
+                    setattr(merged, field, getattr(merged, field) + getattr(totals, field))
+        return out
+
+    async def complete(
+        self, messages: Messages, *, model: str, instance: str, stage: str, cache_prefix: int = 0
+    ) -> str:
+        litellm = _litellm()
+        request = self._request(model, mark_cache_prefix(messages, model, cache_prefix))
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            try:
+                async with self._semaphore(model):
+                    self._check_budget(instance)
+                    attempts += 1
+                    response = await litellm.acompletion(**request)
+                text = _answer_text(response)
+            except BudgetExceeded as exc:
+                if attempts:
+                    self._write(instance, stage, model, started, attempts, error=_describe(exc, None))
+                raise
+            except Exception as exc:
+                if _retryable(exc) and attempts <= self.settings.max_retries:
+                    await asyncio.sleep(self._backoff(attempts))
+                    continue
+                error = _describe(exc, request.get("api_key"))
+                self._write(instance, stage, model, started, attempts, error=error)
+                raise ModelCallError(f"{model} failed after {attempts} attempt(s): {error}") from None
+            prompt, completion, cached = _usage(response)
+            self._write(
+                instance,
+                stage,
+                model,
+                started,
+                attempts,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=cached,
+                cost_usd=self._cost(model, response, prompt, completion),
+            )
+            return text
+
+    def _request(self, model: str, messages: Messages) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_output_tokens,
+            "timeout": self.settings.request_timeout,
+            "num_retries": 0,
+            "drop_params": True,
+        }
+        if self.settings.api_base:
+            request["api_base"] = self.settings.api_base
+            request["api_key"] = os.environ.get("OPENAI_API_KEY") or _PLACEHOLDER_KEY
+        return request
+
+    def _semaphore(self, model: str) -> asyncio.Semaphore:
+        """One per model and event loop: an asyncio semaphore is bound to the loop it first waits on."""
+        per_loop = self._semaphores.setdefault(asyncio.get_running_loop(), {})
+        if model not in per_loop:
+            per_loop[model] = asyncio.Semaphore(self.settings.model_concurrency)
+        return per_loop[model]
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(_MAX_DELAY, self.settings.retry_base_delay * 2 ** (attempt - 1))
+        return delay * random.uniform(0.5, 1.5)
+
+    def _check_budget(self, instance: str) -> None:
+        limit = self.settings.budget_usd
+        if limit is not None and (spent := self.spent(instance)) >= limit:
+            raise BudgetExceeded(f"instance {instance} spent ${spent:.4f} of its ${limit:.4f} budget")
+        limit = self.settings.run_budget_usd
+        if limit is not None and (spent := self.spent()) >= limit:
+            raise BudgetExceeded(f"run spent ${spent:.4f} of its ${limit:.4f} budget")
+
+    def _cost(self, model: str, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.settings.prices.get(model)
+        if price is not None:
+            return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
+        try:
+            return float(_litellm().completion_cost(completion_response=response, model=model) or 0.0)
+        except Exception:
+            return 0.0
+
+    def _write(self, instance: str, stage: str, model: str, started: float, attempts: int, **fields: Any) -> None:
+        record = CallRecord(
+            instance=instance,
+            stage=stage,
+            model=model,
+            latency_s=round(time.monotonic() - started, 3),
+            attempts=attempts,
+            ok="error" not in fields,
+            **fields,
+        )
+        if self.usage_path is None:
+            self._count(record)
+            return
+        append_jsonl(self.usage_path, record.model_dump())
+        self._refresh()
+
+    def _count(self, record: CallRecord) -> None:
+        self._totals.setdefault((record.instance, record.stage), StageTotals()).add(record)
+
+    def _refresh(self) -> None:
+        """Counts the complete lines appended to usage.jsonl since the last look, by any writer."""
+        if self.usage_path is None or not self.usage_path.exists():
+            return
+        with self.usage_path.open("rb") as fh:
+            fh.seek(self._offset)
+            chunk = fh.read()
+        end = chunk.rfind(b"\n") + 1
+        for line in chunk[:end].splitlines():
+            try:
+                self._count(CallRecord.model_validate_json(line))
+            except ValidationError:
+                continue
+        self._offset += end
+
+
+class BoundModel:
+    """A model bound to one conversation: on resume the k-th `ask` returns the k-th recorded answer."""
+
+    def __init__(
+        self, client: ModelClient, *, model: str, instance: str, stage: str, record: Path | None, cache_prefix: int
+    ) -> None:
+        self.model = model
+        self.client = client
+        self.instance = instance
+        self.stage = stage
+        self.cache_prefix = cache_prefix
+        self.calls = RecordedCalls(record) if record is not None else None
+
+    async def ask(self, messages: Messages) -> str:
+        if self.calls is not None and (replayed := self.calls.replay()) is not None:
+            return replayed
+        text = await self.client.complete(
+            messages, model=self.model, instance=self.instance, stage=self.stage, cache_prefix=self.cache_prefix
+        )
+        if self.calls is not None:
+            self.calls.record(text)
+        return text

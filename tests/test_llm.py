@@ -1,0 +1,401 @@
+"""ModelClient over real HTTP (litellm → the fake OpenAI-compatible server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codemonkeys.llm import (
+    BudgetExceeded,
+    CallRecord,
+    ModelCallError,
+    ModelClient,
+    check_provider_key,
+    mark_cache_prefix,
+)
+from codemonkeys.store import read_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = [{"role": "user", "content": "fix the bug please"}]
+
+
+def records(path: Path) -> list[CallRecord]:
+    return [CallRecord.model_validate(r) for r in read_jsonl(path)]
+
+
+async def test_plain_call_and_its_usage_record(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(lambda messages, model: "the answer is 42")
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server), usage_path=usage)
+
+    text = await client.complete(USER, model="openai/fake", instance="i-1", stage="testing")
+
+    assert text == "the answer is 42"
+    assert [c.messages for c in server.calls] == [USER]
+    assert server.calls[0].model == "fake"
+    [record] = records(usage)
+    assert (record.instance, record.stage, record.model) == ("i-1", "testing", "openai/fake")
+    assert (record.prompt_tokens, record.completion_tokens, record.cached_tokens) == (4, 4, 0)
+    assert record.ok and record.error is None and record.attempts == 1
+    assert record.cost_usd == 0.0
+    assert 0 < record.latency_s < 5
+    totals = client.stage_totals("i-1")
+    assert set(totals) == {"testing"}
+    assert (totals["testing"].calls, totals["testing"].prompt_tokens, totals["testing"].errors) == (1, 4, 0)
+    assert client.stage_totals("other") == {}
+
+
+async def test_cached_tokens_are_recorded(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server()
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server), usage_path=usage)
+    prefix = [{"role": "system", "content": "context " * 200}, {"role": "user", "content": "write a test"}]
+
+    await client.complete(prefix, model="openai/fake", instance="i", stage="editing", cache_prefix=2)
+    await client.complete(
+        [*prefix, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "again"}],
+        model="openai/fake",
+        instance="i",
+        stage="editing",
+        cache_prefix=2,
+    )
+
+    assert [r.cached_tokens for r in records(usage)] == [0, 403]
+    assert all(isinstance(m["content"], str) for c in server.calls for m in c.messages)
+    assert client.stage_totals()["editing"].cached_tokens == 403
+
+
+async def test_concurrency_is_bounded_per_model(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(latency=0.15)
+    client = ModelClient(settings_for(server, model_concurrency=3), usage_path=tmp_path / "usage.jsonl")
+
+    await asyncio.gather(*(client.complete(USER, model="openai/fake", instance=f"i{n}", stage="s") for n in range(12)))
+    assert server.max_in_flight == 3
+
+    server.max_in_flight = 0
+    await asyncio.gather(*(client.complete(USER, model=f"openai/m{n % 2}", instance="i", stage="s") for n in range(12)))
+    assert server.max_in_flight == 6
+    assert len(server.calls) == 24
+
+
+def test_semaphores_do_not_leak_across_event_loops(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(latency=0.05)
+    client = ModelClient(settings_for(server, model_concurrency=1), usage_path=tmp_path / "usage.jsonl")
+
+    async def burst() -> list[str]:
+        calls = (client.complete(USER, model="openai/fake", instance="i", stage="s") for _ in range(3))
+        return await asyncio.gather(*calls)
+
+    assert asyncio.run(burst()) == asyncio.run(burst())
+    assert server.max_in_flight == 1
+    assert len(server.calls) == 6
+
+
+async def test_rate_limits_and_server_errors_are_retried(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(fault_rate=1 / 3, faults=("429", "500", "503"), seed=3)
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server, max_retries=12), usage_path=usage)
+
+    answers = await asyncio.gather(
+        *(
+            client.complete([{"role": "user", "content": f"task {n}"}], model="openai/fake", instance="i", stage="s")
+            for n in range(30)
+        )
+    )
+
+    assert answers == [f"echo: task {n}" for n in range(30)]
+    got = records(usage)
+    assert len(got) == 30 and all(r.ok for r in got)
+    assert server.faulted > 0
+    assert sum(r.attempts for r in got) == server.requests == 30 + server.faulted
+    assert max(r.attempts for r in got) > 1
+
+
+async def test_garbage_responses_are_retried(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(fault_rate=0.5, faults=("garbage", "empty"), seed=1)
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server, max_retries=12), usage_path=usage)
+
+    for n in range(10):
+        text = await client.complete(
+            [{"role": "user", "content": str(n)}], model="openai/fake", instance="i", stage="s"
+        )
+        assert text == f"echo: {n}"
+
+    assert server.faulted > 0
+    assert sum(r.attempts for r in records(usage)) == server.requests == 10 + server.faulted
+
+
+async def test_timeouts_are_retried_then_fail(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(fault_rate=1.0, faults=("timeout",), timeout_delay=5)
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server, max_retries=1, request_timeout=0.3), usage_path=usage)
+
+    with pytest.raises(ModelCallError, match=r"(?i)timeout|timed out"):
+        await client.complete(USER, model="openai/fake", instance="i", stage="s")
+
+    assert server.requests == 2
+    [record] = records(usage)
+    assert not record.ok and record.attempts == 2 and record.latency_s >= 0.6
+
+
+async def test_auth_error_is_not_retried(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(fault_rate=1.0, faults=("401",))
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server, max_retries=5), usage_path=usage)
+
+    with pytest.raises(ModelCallError, match="Authentication"):
+        await client.complete(USER, model="openai/fake", instance="i", stage="s")
+
+    assert server.requests == 1
+    [record] = records(usage)
+    assert (record.ok, record.attempts) == (False, 1)
+    assert client.stage_totals("i")["s"].errors == 1
+
+
+async def test_bad_request_is_not_retried(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(fault_rate=1.0, faults=("400",))
+    client = ModelClient(settings_for(server, max_retries=5), usage_path=tmp_path / "usage.jsonl")
+
+    with pytest.raises(ModelCallError):
+        await client.complete(USER, model="openai/fake", instance="i", stage="s")
+    assert server.requests == 1
+
+
+async def test_exhausted_retries_raise_and_leave_a_failed_record(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(fault_rate=1.0, faults=("500",))
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server, max_retries=2), usage_path=usage)
+
+    with pytest.raises(ModelCallError, match="3 attempt"):
+        await client.complete(USER, model="openai/fake", instance="i", stage="editing")
+
+    assert server.requests == 3
+    [record] = records(usage)
+    assert (record.ok, record.attempts, record.stage) == (False, 3, "editing")
+    assert "injected 500" in record.error
+    assert record.prompt_tokens == 0 and record.cost_usd == 0
+
+
+async def test_a_raising_responder_is_a_server_error(fake_server, settings_for, tmp_path) -> None:
+    def broken(messages: list[dict], model: str) -> str:
+        raise RuntimeError("no scripted answer")
+
+    server = fake_server(broken)
+    client = ModelClient(settings_for(server, max_retries=1), usage_path=tmp_path / "usage.jsonl")
+    with pytest.raises(ModelCallError, match="no scripted answer"):
+        await client.complete(USER, model="openai/fake", instance="i", stage="s")
+    assert server.requests == 2
+
+
+async def test_config_prices_set_the_cost(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(lambda messages, model: "x" * 400)
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server, prices={"openai/fake": (3.0, 15.0)}), usage_path=usage)
+
+    await client.complete([{"role": "user", "content": "y" * 4000}], model="openai/fake", instance="i", stage="s")
+
+    [record] = records(usage)
+    assert (record.prompt_tokens, record.completion_tokens) == (1000, 100)
+    assert record.cost_usd == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)
+    assert client.spent("i") == client.spent() == pytest.approx(record.cost_usd)
+
+
+async def test_known_models_are_priced_from_the_bundled_map(fake_server, settings_for, tmp_path) -> None:
+    import litellm
+
+    server = fake_server(lambda messages, model: "x" * 400)
+    usage = tmp_path / "usage.jsonl"
+    client = ModelClient(settings_for(server), usage_path=usage)
+
+    await client.complete([{"role": "user", "content": "y" * 4000}], model="openai/gpt-4o", instance="i", stage="s")
+
+    price = litellm.model_cost["gpt-4o"]
+    [record] = records(usage)
+    expected = 1000 * price["input_cost_per_token"] + 100 * price["output_cost_per_token"]
+    assert record.cost_usd == pytest.approx(expected) and record.cost_usd > 0
+
+
+async def test_instance_budget_stops_calls_before_they_are_made(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server()
+    usage = tmp_path / "usage.jsonl"
+    settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, budget_usd=10.0)
+    client = ModelClient(settings, usage_path=usage)
+
+    await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
+    assert client.spent("a") >= 10
+    with pytest.raises(BudgetExceeded, match="instance a"):
+        await client.complete(USER, model="openai/fake", instance="a", stage="s")
+    assert server.requests == 1
+
+    await client.complete(USER, model="openai/fake", instance="b", stage="s")
+    assert server.requests == 2
+
+    resumed = ModelClient(settings, usage_path=usage)
+    assert resumed.spent("a") == pytest.approx(client.spent("a"))
+    assert resumed.spent() == pytest.approx(client.spent())
+    with pytest.raises(BudgetExceeded):
+        await resumed.complete(USER, model="openai/fake", instance="a", stage="s")
+    assert server.requests == 2
+    assert len(records(usage)) == 2
+
+
+async def test_run_budget_stops_every_instance(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server()
+    usage = tmp_path / "usage.jsonl"
+    settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=30.0)
+    client = ModelClient(settings, usage_path=usage)
+
+    await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
+    await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="b", stage="s")
+    assert client.spent() >= 30
+    with pytest.raises(BudgetExceeded, match="run spent"):
+        await client.complete(USER, model="openai/fake", instance="c", stage="s")
+    assert server.requests == 2
+
+    resumed = ModelClient(settings, usage_path=usage)
+    with pytest.raises(BudgetExceeded):
+        await resumed.complete(USER, model="openai/fake", instance="d", stage="s")
+    assert server.requests == 2
+
+
+async def test_budget_sees_spend_appended_by_another_client(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server()
+    usage = tmp_path / "usage.jsonl"
+    settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=10.0)
+    first, second = ModelClient(settings, usage_path=usage), ModelClient(settings, usage_path=usage)
+
+    await first.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
+    with pytest.raises(BudgetExceeded):
+        await second.complete(USER, model="openai/fake", instance="b", stage="s")
+    assert server.requests == 1
+
+
+async def test_budget_is_checked_before_each_retry(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(fault_rate=1.0, faults=("500",))
+    usage = tmp_path / "usage.jsonl"
+    settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=10.0, max_retries=5)
+    other = fake_server()
+    spender = ModelClient(settings_for(other, prices={"openai/fake": (1e6, 1e6)}), usage_path=usage)
+    client = ModelClient(settings, usage_path=usage)
+
+    async def spend_meanwhile() -> None:
+        while server.requests == 0:
+            await asyncio.sleep(0.001)
+        await spender.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
+
+    settings.retry_base_delay = 0.3
+    with pytest.raises(BudgetExceeded):
+        await asyncio.gather(client.complete(USER, model="openai/fake", instance="b", stage="s"), spend_meanwhile())
+    assert server.requests == 1
+    failed = [r for r in records(usage) if not r.ok]
+    assert [(r.instance, r.attempts) for r in failed] == [("b", 1)]
+
+
+async def test_bound_model_replays_recorded_answers_after_restart(fake_server, settings_for, tmp_path) -> None:
+    answers = iter(["first", "second", "third"])
+    server = fake_server(lambda messages, model: next(answers))
+    usage, record = tmp_path / "usage.jsonl", tmp_path / "inst" / "testing" / "0.calls.json"
+    settings = settings_for(server)
+
+    bound = ModelClient(settings, usage_path=usage).bind(
+        model="openai/fake", instance="i", stage="testing", record=record
+    )
+    assert bound.model == "openai/fake"
+    assert [await bound.ask(USER), await bound.ask(USER)] == ["first", "second"]
+    assert server.requests == 2
+
+    restarted = ModelClient(settings, usage_path=usage).bind(
+        model="openai/fake", instance="i", stage="testing", record=record
+    )
+    assert [await restarted.ask(USER), await restarted.ask(USER)] == ["first", "second"]
+    assert server.requests == 2
+    assert await restarted.ask(USER) == "third"
+    assert server.requests == 3
+    assert json.loads(record.read_text())["responses"] == ["first", "second", "third"]
+    assert len(records(usage)) == 3
+
+
+async def test_bound_model_without_record_always_calls(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server()
+    bound = ModelClient(settings_for(server)).bind(model="openai/fake", instance="i", stage="s", cache_prefix=1)
+    assert await bound.ask(USER) == await bound.ask(USER) == "echo: fix the bug please"
+    assert server.requests == 2
+
+
+def test_cache_prefix_marks_anthropic_messages() -> None:
+    messages = [
+        {"role": "system", "content": "you fix bugs"},
+        {"role": "user", "content": "the whole codebase"},
+        {"role": "user", "content": "this turn"},
+    ]
+    original = json.loads(json.dumps(messages))
+
+    marked = mark_cache_prefix(messages, "anthropic/claude-sonnet-4-5", 2)
+
+    assert marked[0]["content"] == [{"type": "text", "text": "you fix bugs"}]
+    assert marked[1]["content"] == [
+        {"type": "text", "text": "the whole codebase", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert marked[2] == {"role": "user", "content": "this turn"}
+    assert messages == original
+    for model in ("claude-3-5-sonnet-20241022", "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0"):
+        assert "cache_control" in mark_cache_prefix(messages, model, 1)[0]["content"][-1]
+
+
+def test_cache_prefix_leaves_other_providers_plain() -> None:
+    messages = [{"role": "system", "content": "you fix bugs"}, {"role": "user", "content": "go"}]
+    for model in ("openai/gpt-4o", "gpt-4o", "openai/fake", "gemini/gemini-2.5-pro", "hosted_vllm/qwen"):
+        assert mark_cache_prefix(messages, model, 2) == messages
+    assert mark_cache_prefix(messages, "anthropic/claude-sonnet-4-5", 0) == messages
+    assert mark_cache_prefix(messages, "anthropic/claude-sonnet-4-5", 9)[1]["content"][-1]["cache_control"]
+
+
+async def test_no_api_key_reaches_records_or_errors(fake_server, settings_for, tmp_path, monkeypatch) -> None:
+    secret = "sk-secret-xyz"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    usage = tmp_path / "usage.jsonl"
+    good, bad = fake_server(), fake_server(fault_rate=1.0, faults=("401",))
+
+    await ModelClient(settings_for(good), usage_path=usage).complete(USER, model="openai/fake", instance="i", stage="s")
+    with pytest.raises(ModelCallError) as caught:
+        await ModelClient(settings_for(bad), usage_path=usage).complete(
+            USER, model="openai/fake", instance="i", stage="s"
+        )
+
+    assert good.api_keys == bad.api_keys == {secret}
+    assert secret not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    text = usage.read_text()
+    assert len(records(usage)) == 2
+    assert "Incorrect API key provided: ***" in text
+    assert secret not in text
+
+
+async def test_without_openai_key_a_placeholder_is_sent(fake_server, settings_for, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = fake_server()
+    await ModelClient(settings_for(server)).complete(USER, model="openai/fake", instance="i", stage="s")
+    [key] = server.api_keys
+    assert key
+
+
+def test_check_provider_key(monkeypatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert check_provider_key("anthropic/claude-sonnet-4-5", None) == (
+        "no API key for anthropic/claude-sonnet-4-5: set ANTHROPIC_API_KEY"
+    )
+    assert check_provider_key("anthropic/claude-sonnet-4-5", "http://127.0.0.1:1/v1") is None
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    assert check_provider_key("anthropic/claude-sonnet-4-5", None) is None
+
+
+def test_importing_the_client_does_not_import_litellm() -> None:
+    code = "import sys, codemonkeys.llm; print('litellm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
