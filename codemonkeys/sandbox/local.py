@@ -1,0 +1,498 @@
+"""The `local` back end: one git worktree per sandbox, commands as subprocesses in their own process group.
+
+Not a security boundary against hostile code: it keeps runs apart from each other and from the user's
+checkout, keeps secrets out of their environment and (where the kernel allows) cuts their network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from codemonkeys.sandbox.base import (
+    ExecResult,
+    PatchError,
+    Sandbox,
+    SandboxError,
+    SandboxProvider,
+    SandboxSpec,
+    truncate_middle,
+)
+
+log = logging.getLogger(__name__)
+
+_SECRET_PARTS = ("API_KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY")
+_SECRET_PREFIXES = (
+    "AWS_",
+    "AZURE_",
+    "GOOGLE_",
+    "GCP_",
+    "VERTEX",
+    "OPENAI_",
+    "ANTHROPIC_",
+    "GEMINI_",
+    "MISTRAL_",
+    "COHERE_",
+    "GROQ_",
+    "TOGETHER",
+    "DEEPSEEK_",
+    "OPENROUTER_",
+    "XAI_",
+    "FIREWORKS_",
+    "HF_",
+    "HUGGING",
+    "LITELLM_",
+    "CODEMONKEYS_",
+)
+_SECRET_NAMES = frozenset({"SSH_AUTH_SOCK", "GITHUB_TOKEN", "GH_TOKEN", "NETRC"})
+# Variables that would point git inside the sandbox at another repository.
+_GIT_LOCATION = frozenset(
+    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR", "GIT_NAMESPACE"}
+)
+
+_WORKTREE_PREFIX = "codemonkeys-wt-"
+_OWNER_FILE = "owner.pid"
+_GRACE = 0.5  # seconds to drain output after the process group is gone
+_KEEP_BYTES = 1 << 20  # head and tail each kept while reading, so huge output never sits in memory
+_GIT_FLAGS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+
+
+def is_secret(name: str) -> bool:
+    """Errs on the side of dropping: a test script never needs a credential."""
+    upper = name.upper()
+    return (
+        upper in _SECRET_NAMES
+        or upper.endswith("_KEY")
+        or any(part in upper for part in _SECRET_PARTS)
+        or upper.startswith(_SECRET_PREFIXES)
+    )
+
+
+def safe_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus secrets and minus git variables that would redirect git."""
+    return {k: v for k, v in environ.items() if not is_secret(k) and k not in _GIT_LOCATION}
+
+
+def _git_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["LC_ALL"] = "C"
+    return env
+
+
+@functools.cache
+def network_isolation_mode() -> str:
+    """Probed once per process: the first of `unshare -n`, `unshare -rn`, `bwrap` that works here, else "none"."""
+    candidates = {
+        "unshare -n": ["unshare", "-n", "true"],
+        "unshare -rn": ["unshare", "-rn", "true"],
+        "bwrap": ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "true"],
+    }
+    for mode, argv in candidates.items():
+        if shutil.which(argv[0]) is None:
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            if subprocess.run(argv, capture_output=True, timeout=10).returncode == 0:
+                return mode
+    log.warning("no network namespace available (unshare, bwrap): local sandboxes run WITH network access")
+    return "none"
+
+
+def _ip_command() -> str | None:
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return shutil.which("ip", path=path)
+
+
+def _command_argv(cmd: str, mode: str) -> list[str]:
+    """bash -c cmd, inside a fresh network namespace with loopback up when `mode` says so."""
+    shell = ["bash", "-c", cmd]
+    if mode == "bwrap":  # bwrap brings loopback up itself
+        return ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "--die-with-parent", *shell]
+    if mode in ("unshare -n", "unshare -rn"):
+        ip = _ip_command()
+        inner = shell
+        if ip is not None:
+            inner = ["sh", "-c", f'{shlex.quote(ip)} link set lo up 2>/dev/null; exec "$@"', "sh", *shell]
+        return [*mode.split(), "--", *inner]
+    return shell
+
+
+class _Output:
+    """Keeps the head and tail of a stream, counting what falls out of the middle."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.keep - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        self.tail += chunk
+        if len(self.tail) > 2 * self.keep:
+            cut = len(self.tail) - self.keep
+            del self.tail[:cut]
+            self.dropped += cut
+
+    def text(self, limit: int) -> str:
+        """Cut in the middle; beyond 2 MiB of output the marker's count covers only the bytes kept."""
+        return truncate_middle((self.head + self.tail).decode(errors="replace"), limit)
+
+
+async def _drain(reader: asyncio.StreamReader, out: _Output) -> None:
+    while chunk := await reader.read(1 << 16):
+        out.add(chunk)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: float | None, limit: int) -> ExecResult:
+    """Runs argv in its own session; on timeout, and after it exits, its whole process group is killed.
+
+    Output goes through a pipe we own rather than asyncio's, so waiting for the exit never waits for a
+    grandchild that escaped the group and still holds the pipe open.
+    """
+    loop = asyncio.get_running_loop()
+    read_fd, write_fd = os.pipe()
+    start = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            start_new_session=True,
+        )
+    except OSError:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    reader = asyncio.StreamReader(loop=loop)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    out = _Output(_KEEP_BYTES)
+    draining = asyncio.ensure_future(_drain(reader, out))
+    timed_out = False
+    try:
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            timed_out = True
+            _kill_group(proc.pid)
+            await proc.wait()
+            code = 124
+        _kill_group(proc.pid)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(draining), _GRACE)
+    finally:
+        if proc.returncode is None:
+            _kill_group(proc.pid)
+        draining.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await draining
+        transport.close()
+    if code < 0:
+        code = 128 - code
+    return ExecResult(
+        exit_code=code, output=out.text(limit), timed_out=timed_out, seconds=round(time.monotonic() - start, 3)
+    )
+
+
+async def _git(*args: str, cwd: str | Path, check: bool = True) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        *_GIT_FLAGS,
+        *args,
+        cwd=str(cwd),
+        env=_git_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    stdout, stderr = await proc.communicate()
+    if check and proc.returncode != 0:
+        message = (stderr or stdout).decode(errors="replace").strip()
+        raise SandboxError(f"git {args[0]} failed ({proc.returncode}): {message}")
+    return stdout.decode(errors="replace")
+
+
+_REPO_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+_LOCK_ERRORS = ("index.lock", "already locked", "could not lock", "unable to create", "file exists")
+
+
+def _repo_lock(repo: str) -> asyncio.Lock:
+    """One lock per repository per event loop: git worktree add/remove rewrite shared files in .git."""
+    locks = _REPO_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(repo, asyncio.Lock())
+
+
+async def _git_locked(repo: str, *args: str) -> str:
+    """A git command on the shared repository, serialized here and retried when another process holds git's lock."""
+    async with _repo_lock(repo):
+        for attempt in range(20):
+            try:
+                return await _git(*args, cwd=repo)
+            except SandboxError as exc:
+                if attempt == 19 or not any(s in str(exc).lower() for s in _LOCK_ERRORS):
+                    raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prune_stale_worktrees(repo: str) -> None:
+    """Removes worktrees a killed run left behind: ours (by name) whose owning process is gone."""
+    env = _git_environment()
+    listing = subprocess.run(
+        ["git", *_GIT_FLAGS, "worktree", "list", "--porcelain"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    for line in listing.stdout.splitlines():
+        if not line.startswith("worktree "):
+            continue
+        tree = Path(line.removeprefix("worktree "))
+        home = tree.parent
+        if not home.name.startswith(_WORKTREE_PREFIX):
+            continue
+        try:
+            owner = int((home / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and _pid_alive(owner):
+            continue
+        subprocess.run(
+            ["git", *_GIT_FLAGS, "worktree", "remove", "--force", str(tree)], cwd=repo, env=env, capture_output=True
+        )
+        shutil.rmtree(home, ignore_errors=True)
+    subprocess.run(["git", *_GIT_FLAGS, "worktree", "prune"], cwd=repo, env=env, capture_output=True)
+
+
+class LocalSandbox(Sandbox):
+    """A detached git worktree of the problem's repo plus a scratch dir (HOME, TMPDIR, scripts) beside it."""
+
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        name: str,
+        commit: str,
+        isolation: str,
+        on_close: Callable[[LocalSandbox], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.commit = commit
+        self.network_isolation = isolation
+        self.output_limit = spec.output_limit
+        self.repo = str(Path(spec.repo_path).resolve())
+        self.home = Path(tempfile.mkdtemp(prefix=_WORKTREE_PREFIX))
+        (self.home / _OWNER_FILE).write_text(str(os.getpid()))
+        self.tree = self.home / self.home.name
+        self.scratch = self.home / "scratch"
+        self._closed = False
+        self._env: dict[str, str] = {}
+        self._python = spec.python
+        self._on_close = on_close
+
+    @classmethod
+    async def create(
+        cls,
+        spec: SandboxSpec,
+        name: str,
+        commit: str,
+        isolation: str,
+        on_close: Callable[[LocalSandbox], None] | None = None,
+    ) -> LocalSandbox:
+        """`isolation` is a mode from `network_isolation_mode()`, or "host" for a sandbox with network."""
+        sandbox = cls(spec, name, commit, isolation, on_close)
+        try:
+            await sandbox._start()
+        except BaseException:
+            await sandbox.close()
+            raise
+        return sandbox
+
+    async def _start(self) -> None:
+        await _git_locked(self.repo, "worktree", "add", "--detach", "--force", str(self.tree), self.commit)
+        for sub in ("home", "tmp", "scripts", "patches"):
+            (self.scratch / sub).mkdir(parents=True, exist_ok=True)
+        env = safe_environment(os.environ)
+        env.update(HOME=str(self.scratch / "home"), TMPDIR=str(self.scratch / "tmp"))
+        env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+        env.setdefault("PATH", os.defpath)
+        # Imports from the repo root must find this worktree, not an editable install of the user's checkout.
+        roots = [str(self.tree)] + ([str(self.tree / "src")] if (self.tree / "src").is_dir() else [])
+        env["PYTHONPATH"] = os.pathsep.join(roots + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        self._env = env
+        if self._python == "python" and shutil.which("python", path=env["PATH"]) is None:
+            self._python = shlex.quote(sys.executable)
+
+    def _live(self) -> None:
+        if self._closed:
+            raise SandboxError(f"sandbox {self.name} is closed")
+        if not self.tree.is_dir():
+            raise SandboxError(f"sandbox {self.name}: worktree {self.tree} vanished")
+
+    def _path(self, path: str) -> Path:
+        if not path or os.path.isabs(path):
+            raise ValueError(f"path must be relative to the repository root: {path!r}")
+        root = self.tree.resolve()
+        target = (root / path).resolve()
+        if not target.is_relative_to(root) or target == root:
+            raise ValueError(f"path escapes the repository: {path!r}")
+        return target
+
+    async def run(self, cmd: str, timeout: float) -> ExecResult:
+        self._live()
+        try:
+            return await _exec(
+                _command_argv(cmd, self.network_isolation),
+                cwd=str(self.tree),
+                env=self._env,
+                timeout=timeout,
+                limit=self.output_limit,
+            )
+        except OSError as exc:
+            raise SandboxError(f"sandbox {self.name}: cannot start a command: {exc}") from exc
+
+    async def write_file(self, path: str, content: str) -> None:
+        self._live()
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+
+    async def read_file(self, path: str) -> str | None:
+        self._live()
+        target = self._path(path)
+        if not target.is_file():
+            return None
+        return target.read_bytes().decode(errors="replace")
+
+    async def apply_patch(self, diff: str) -> None:
+        self._live()
+        patch = self.scratch / "patches" / f"{uuid.uuid4().hex}.diff"
+        patch.write_bytes(diff.encode("utf-8", errors="surrogateescape"))
+        try:
+            await _git("apply", "--whitespace=nowarn", str(patch), cwd=self.tree)
+        except SandboxError as exc:
+            raise PatchError(str(exc).split(": ", 1)[-1]) from None
+        finally:
+            patch.unlink(missing_ok=True)
+
+    async def diff(self) -> str:
+        """Staged only for the moment of diffing, so new files show up; the index is left as it was."""
+        self._live()
+        await _git("add", "-A", cwd=self.tree)
+        try:
+            return await _git(
+                "diff",
+                "--cached",
+                "--binary",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-renames",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                self.commit,
+                cwd=self.tree,
+            )
+        finally:
+            await _git("reset", "-q", cwd=self.tree)
+
+    async def reset(self) -> None:
+        self._live()
+        await _git("checkout", "-q", "--force", "--detach", self.commit, cwd=self.tree)
+        await _git("reset", "-q", "--hard", self.commit, cwd=self.tree)
+        await _git("clean", "-ffdxq", cwd=self.tree)
+
+    async def run_script(self, script: str, timeout: float) -> ExecResult:
+        self._live()
+        path = self.scratch / "scripts" / f"test_{uuid.uuid4().hex[:12]}.py"
+        path.write_text(script, encoding="utf-8")
+        try:
+            return await self.run(f"{self._python} {shlex.quote(str(path))}", timeout)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_close is not None:
+            self._on_close(self)
+        try:
+            if self.tree.exists():
+                await _git_locked(self.repo, "worktree", "remove", "--force", str(self.tree))
+        except SandboxError as exc:
+            log.warning("could not remove worktree %s: %s", self.tree, exc)
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
+            with contextlib.suppress(SandboxError):
+                await _git_locked(self.repo, "worktree", "prune")
+
+
+class LocalProvider(SandboxProvider):
+    """Opens worktree sandboxes of one repository at one commit."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        self.repo = str(Path(spec.repo_path).resolve())
+        if not Path(self.repo, ".git").exists():
+            raise SandboxError(f"not a git checkout: {self.repo}")
+        prune_stale_worktrees(self.repo)
+        self.network_isolation = "host" if spec.network else network_isolation_mode()
+        label = "NOT isolated" if self.network_isolation == "none" else self.network_isolation
+        self.description = f"local (git worktree, network: {label})"
+        self._commit: str | None = None
+        self._open: set[LocalSandbox] = set()
+
+    async def _resolve(self) -> str:
+        if self._commit is None:
+            try:
+                out = await _git("rev-parse", "--verify", f"{self.spec.commit}^{{commit}}", cwd=self.repo)
+            except SandboxError as exc:
+                raise SandboxError(f"commit {self.spec.commit!r} not found in {self.repo}: {exc}") from None
+            self._commit = out.strip()
+        return self._commit
+
+    async def open(self, name: str) -> LocalSandbox:
+        sandbox = await LocalSandbox.create(
+            self.spec, name, await self._resolve(), self.network_isolation, self._open.discard
+        )
+        self._open.add(sandbox)
+        return sandbox
+
+    async def aclose(self) -> None:
+        for sandbox in list(self._open):
+            await sandbox.close()
