@@ -1,0 +1,64 @@
+"""The context stage: which files the generation models see (relevance of every file, then ranking)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from codemonkeys.config import Settings
+from codemonkeys.context.models import ContextResult
+from codemonkeys.context.ranking import average_order, pack, rank_files
+from codemonkeys.context.relevance import judge_files
+from codemonkeys.llm import ModelClient
+from codemonkeys.problem import Problem
+from codemonkeys.repo_files import list_source_files
+from codemonkeys.store import InstanceStore
+
+log = logging.getLogger("codemonkeys.context")
+
+RESULT = "context/ranking.json"
+
+
+async def build_context(
+    problem: Problem, client: ModelClient, settings: Settings, store: InstanceStore
+) -> ContextResult:
+    """Resumable at every step: a saved result is returned as is, and finished model calls are never repeated."""
+    saved = store.load(RESULT, ContextResult)
+    if saved is not None:
+        log.info("context: loaded %s (%d files, %d tokens)", RESULT, len(saved.files), saved.tokens)
+        return saved
+
+    files, skipped = await asyncio.to_thread(
+        list_source_files, Path(problem.repo_path), problem.commit, settings.max_file_tokens
+    )
+    log.info("context: %d source files read, %d skipped", len(files), len(skipped))
+    verdicts = await judge_files(problem, files, client, settings, store)
+    relevant = [v for v in verdicts if v.relevant]
+    errors = sum(v.relevant is None for v in verdicts)
+    log.info("context: %d of %d files relevant (%d without a verdict)", len(relevant), len(verdicts), errors)
+
+    notes = [f"{errors} files have no relevance verdict (see their errors)"] if errors else []
+    rankings: list[list[str]] = []
+    ranked: list[str] = []
+    if not relevant:
+        notes.append("no file was judged relevant: the context is empty")
+        log.warning("context: no file was judged relevant, the context is empty")
+    else:
+        by_path = {f.path: f for f in files}
+        outcomes = await rank_files(problem, relevant, by_path, client, settings, store)
+        rankings = [o.paths for o in outcomes if o.paths is not None]
+        notes += [f"ranking {i} dropped: {o.error}" for i, o in enumerate(outcomes) if o.paths is None]
+        if rankings:
+            ranked = average_order(rankings, [v.path for v in relevant])
+        else:
+            ranked = [v.path for v in relevant]
+            notes.append("every ranking was dropped: the relevant files are packed in path order")
+            log.warning("context: every ranking was dropped, packing the relevant files in path order")
+    packed = pack(ranked, {f.path: f for f in files}, settings.context_tokens, settings.max_file_tokens)
+    result = ContextResult(
+        files=packed, ranked=ranked, rankings=rankings, relevance=verdicts, skipped=skipped, notes=notes
+    )
+    store.save(RESULT, result)
+    log.info("context: %d of %d ranked files packed, %d tokens", len(packed), len(ranked), result.tokens)
+    return result

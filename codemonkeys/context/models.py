@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-
-class SkippedFile(BaseModel):
-    path: str
-    reason: str
+from codemonkeys.repo_files import SkippedFile
 
 
 class FileRelevance(BaseModel):
-    """One relevance call's verdict; `relevant` is None when the answer could not be parsed twice."""
+    """One relevance call's verdict; `relevant` is None when the answer could not be parsed twice
+    or the call failed (`call_failed`: asked again on resume, unlike an unparsable answer, which was paid for)."""
 
     path: str
     tokens: int
     relevant: bool | None
     summary: str = ""
     error: str | None = None
+    call_failed: bool = False
 
 
 class ContextFile(BaseModel):
-    """A ranked file packed into the prompt: whole, or as an outline when too large to show whole."""
+    """A ranked file packed into the prompt: whole, or (`outline`) condensed when too large to show whole:
+    its tree-sitter outline, or its head and tail when no grammar outlines it."""
 
     path: str
     text: str
@@ -30,11 +30,14 @@ class ContextFile(BaseModel):
 
 
 class ContextResult(BaseModel):
+    """`ranked` is the averaged order, `files` what of it fit the budget; `notes` say what fell back and why."""
+
     files: list[ContextFile]
     ranked: list[str]
     rankings: list[list[str]] = []
     relevance: list[FileRelevance] = []
     skipped: list[SkippedFile] = []
+    notes: list[str] = []
 
     @property
     def tokens(self) -> int:

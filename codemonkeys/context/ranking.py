@@ -1,0 +1,168 @@
+"""Ranking: several models order the relevant files by need; the averaged order is packed into the budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from html import escape
+
+from pydantic import BaseModel
+
+from codemonkeys.config import Settings
+from codemonkeys.context.models import ContextFile, FileRelevance
+from codemonkeys.llm import ModelCallError, ModelClient
+from codemonkeys.problem import Problem
+from codemonkeys.prompts import render
+from codemonkeys.repo_files import SourceFile, view
+from codemonkeys.store import InstanceStore
+
+log = logging.getLogger("codemonkeys.context")
+
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
+
+
+class RankingError(ValueError):
+    """An answer without a usable ranked list; the message tells the model what was wrong."""
+
+
+class RankingOutcome(BaseModel):
+    """One ranking conversation: the ranked paths, or why it was dropped."""
+
+    paths: list[str] | None
+    error: str | None = None
+
+
+def parse_ranking(text: str, known: set[str]) -> list[str]:
+    """The LAST fenced block holding a JSON list; unknown and repeated paths are dropped."""
+    for block in reversed(_FENCE.findall(text)):
+        try:
+            value = json.loads(block)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(value, list):
+            continue
+        paths: list[str] = []
+        for item in value:
+            path = item.strip().removeprefix("./") if isinstance(item, str) else None
+            if path in known and path not in paths:
+                paths.append(path)
+        if not paths:
+            raise RankingError("None of the paths in your list is one of the relevant files listed above.")
+        return paths
+    raise RankingError(
+        "I could not find a fenced code block holding a JSON list of file paths at the end of your answer."
+    )
+
+
+def average_order(rankings: list[list[str]], candidates: list[str]) -> list[str]:
+    """Files by their mean position (0 = first) over the rankings; only files some ranking listed.
+
+    A file a ranking left out counts there as if the left-out files had been appended in random order:
+    position len(ranking) + (left_out - 1) / 2, their expected place. Ties go to the file more rankings
+    listed, then to the path.
+    """
+    listed = {p for ranking in rankings for p in ranking}
+    mean: dict[str, float] = {}
+    for path in candidates:
+        if path not in listed:
+            continue
+        total = 0.0
+        for ranking in rankings:
+            left_out = len(candidates) - len(ranking)
+            total += ranking.index(path) if path in ranking else len(ranking) + (left_out - 1) / 2
+        mean[path] = total / len(rankings)
+    appearances = {p: sum(p in r for r in rankings) for p in mean}
+    return sorted(mean, key=lambda p: (mean[p], -appearances[p], p))
+
+
+def pack(
+    ranked: list[str], files: dict[str, SourceFile], context_tokens: int, max_file_tokens: int
+) -> list[ContextFile]:
+    """Takes files in ranked order while they fit; one that does not is skipped and smaller ones still go in."""
+    packed: list[ContextFile] = []
+    used = 0
+    for path in ranked:
+        shown = view(files[path], max_file_tokens)
+        if used + shown.tokens > context_tokens:
+            log.info("context: %s (%d tokens) does not fit, skipped", path, shown.tokens)
+            continue
+        used += shown.tokens
+        packed.append(ContextFile(path=path, text=shown.text, tokens=shown.tokens, outline=shown.kind != "whole"))
+    return packed
+
+
+def file_listing(relevant: list[FileRelevance], files: dict[str, SourceFile], max_file_tokens: int) -> str:
+    entries = []
+    for verdict in relevant:
+        shown = view(files[verdict.path], max_file_tokens)
+        note = "" if shown.kind == "whole" else f' shown="{shown.kind} of a {verdict.tokens}-token file"'
+        entries.append(
+            f'<file path="{escape(verdict.path)}" tokens="{shown.tokens}"{note}>\n{verdict.summary}\n</file>'
+        )
+    return "\n\n".join(entries)
+
+
+async def rank_files(
+    problem: Problem,
+    relevant: list[FileRelevance],
+    files: dict[str, SourceFile],
+    client: ModelClient,
+    settings: Settings,
+    store: InstanceStore,
+) -> list[RankingOutcome]:
+    """`settings.rankings` independent rankings, run concurrently; each one's calls are recorded for resume."""
+    prompt = render(
+        "ranking",
+        issue=problem.issue.strip(),
+        file_count=len(relevant),
+        files=file_listing(relevant, files, settings.max_file_tokens),
+        target_tokens=settings.context_tokens // 2,
+        max_tokens=settings.context_tokens,
+    )
+    known = {v.path for v in relevant}
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_rank_once(i, prompt, known, problem, client, settings, store))
+                for i in range(settings.rankings)
+            ]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+async def _rank_once(
+    index: int,
+    prompt: str,
+    known: set[str],
+    problem: Problem,
+    client: ModelClient,
+    settings: Settings,
+    store: InstanceStore,
+) -> RankingOutcome:
+    bound = client.bind(
+        model=settings.models[0],
+        instance=problem.instance_id,
+        stage="ranking",
+        record=store.path(f"context/ranking.{index}.calls.json"),
+    )
+    messages = [{"role": "user", "content": prompt}]
+    try:
+        answer = await bound.ask(messages)
+        try:
+            return RankingOutcome(paths=parse_ranking(answer, known))
+        except RankingError as first:
+            messages += [
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": render("ranking_retry", problem=str(first))},
+            ]
+            answer = await bound.ask(messages)
+            return RankingOutcome(paths=parse_ranking(answer, known))
+    except RankingError as again:
+        log.warning("ranking %d: unparsable answer twice, dropped", index)
+        return RankingOutcome(paths=None, error=f"unparsable answer twice: {again} The answer ended: {answer[-300:]!r}")
+    except ModelCallError as exc:
+        log.warning("ranking %d: model call failed, dropped: %s", index, exc)
+        return RankingOutcome(paths=None, error=f"model call failed: {exc}")

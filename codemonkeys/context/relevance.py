@@ -1,0 +1,149 @@
+"""Relevance: one cheap model call per source file decides whether it matters for the issue, and says why."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from codemonkeys.config import Settings
+from codemonkeys.context.models import FileRelevance
+from codemonkeys.llm import ModelCallError, ModelClient
+from codemonkeys.problem import Problem
+from codemonkeys.prompts import render
+from codemonkeys.repo_files import SourceFile, view
+from codemonkeys.store import InstanceStore, append_jsonl, read_jsonl
+
+log = logging.getLogger("codemonkeys.context")
+
+RELEVANCE_LOG = "context/relevance.jsonl"
+SUMMARY_LIMIT = 2000
+
+_VERDICT = re.compile(
+    r"^[ \t>*#_`-]*RELEVANCE[ \t*_`]*:[ \t*_`]*(not[ \t_-]*relevant|irrelevant|relevant)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SUMMARY = re.compile(r"^[ \t>*#_`-]*SUMMARY[ \t*_`]*:[ \t*`]*", re.IGNORECASE | re.MULTILINE)
+
+_VIEW_NOTES = {
+    "whole": "",
+    "outline": " (too large to show whole: this is its outline, the classes and functions with their line ranges)",
+    "excerpt": " (too large to show whole: this is its beginning and its end)",
+}
+
+
+class AnswerFormatError(ValueError):
+    """The answer does not end in the required format; the message tells the model what was wrong."""
+
+
+def parse_relevance(text: str) -> tuple[bool, str]:
+    """(relevant, summary) from the LAST verdict line, so reasoning that quotes the format does not count."""
+    verdicts = list(_VERDICT.finditer(text))
+    if not verdicts:
+        raise AnswerFormatError(
+            "I could not find a line starting with `RELEVANCE:` followed by `Relevant` or `Not Relevant`."
+        )
+    verdict = verdicts[-1]
+    if not verdict.group(1).lower().startswith("relevant"):
+        return False, ""
+    summary_match = _SUMMARY.search(text, verdict.end())
+    summary = _clean_summary(text[summary_match.end() :]) if summary_match else ""
+    if not summary:
+        raise AnswerFormatError("Your verdict was `Relevant`, but no `SUMMARY:` with text followed it.")
+    return True, summary
+
+
+def _clean_summary(text: str) -> str:
+    """Drops a closing code fence or bold marker the model wrapped the answer in, and caps the length."""
+    text = re.sub(r"\n\s*```\s*$", "", text.strip()).strip().removesuffix("**").strip()
+    if len(text) > SUMMARY_LIMIT:
+        text = text[:SUMMARY_LIMIT].rstrip() + " …"
+    return text
+
+
+def load_verdicts(store: InstanceStore) -> dict[str, FileRelevance]:
+    """Verdicts already paid for; a failed call is not one (it is asked again)."""
+    verdicts = {}
+    for record in read_jsonl(store.path(RELEVANCE_LOG)):
+        verdict = FileRelevance.model_validate(record)
+        if not verdict.call_failed:
+            verdicts[verdict.path] = verdict
+    return verdicts
+
+
+async def judge_files(
+    problem: Problem, files: list[SourceFile], client: ModelClient, settings: Settings, store: InstanceStore
+) -> list[FileRelevance]:
+    """A verdict for every file, in the order of `files`; each is appended to the log as soon as it is known."""
+    done = load_verdicts(store)
+    todo = [f for f in files if f.path not in done]
+    log.info("relevance: %d files to ask about (%d already judged)", len(todo), len(files) - len(todo))
+    # Bounds the prompts held in memory at once; the client bounds the requests.
+    gate = asyncio.Semaphore(settings.model_concurrency)
+    progress = _Progress(len(todo))
+
+    async def judge_and_record(file: SourceFile) -> FileRelevance:
+        async with gate:
+            verdict = await _judge(problem, file, client, settings)
+        append_jsonl(store.path(RELEVANCE_LOG), verdict.model_dump())
+        progress.tick()
+        return verdict
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(judge_and_record(f)) for f in todo]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    for task in tasks:
+        verdict = task.result()
+        done[verdict.path] = verdict
+    return [done[f.path] for f in files]
+
+
+class _Progress:
+    """Logs every tenth of the way, so a long relevance pass shows it is moving."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.step = max(total // 10, 1)
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.done % self.step == 0 or self.done == self.total:
+            log.info("relevance: %d/%d files judged", self.done, self.total)
+
+
+async def _judge(problem: Problem, file: SourceFile, client: ModelClient, settings: Settings) -> FileRelevance:
+    shown = view(file, settings.max_file_tokens)
+    prompt = render(
+        "relevance", issue=problem.issue.strip(), path=file.path, content=shown.text, view_note=_VIEW_NOTES[shown.kind]
+    )
+    messages = [{"role": "user", "content": prompt}]
+
+    async def ask() -> str:
+        return await client.complete(
+            messages, model=settings.relevance, instance=problem.instance_id, stage="relevance"
+        )
+
+    try:
+        answer = await ask()
+        try:
+            relevant, summary = parse_relevance(answer)
+        except AnswerFormatError as first:
+            messages += [
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": render("relevance_retry", problem=str(first))},
+            ]
+            answer = await ask()
+            relevant, summary = parse_relevance(answer)
+    except AnswerFormatError as again:
+        log.warning("relevance: unparsable answer twice for %s", file.path)
+        error = f"unparsable answer twice: {again} The answer ended: {answer[-300:]!r}"
+        return FileRelevance(path=file.path, tokens=file.tokens, relevant=None, error=error)
+    except ModelCallError as exc:
+        log.warning("relevance: model call failed for %s: %s", file.path, exc)
+        return FileRelevance(
+            path=file.path, tokens=file.tokens, relevant=None, error=f"model call failed: {exc}", call_failed=True
+        )
+    return FileRelevance(path=file.path, tokens=file.tokens, relevant=relevant, summary=summary)
