@@ -38,6 +38,7 @@ async def build_context(
     errors = sum(v.relevant is None for v in verdicts)
     log.info("context: %d of %d files relevant (%d without a verdict)", len(relevant), len(verdicts), errors)
 
+    by_path = {f.path: f for f in files}
     notes = [f"{errors} files have no relevance verdict (see their errors)"] if errors else []
     rankings: list[list[str]] = []
     ranked: list[str] = []
@@ -45,7 +46,6 @@ async def build_context(
         notes.append("no file was judged relevant: the context is empty")
         log.warning("context: no file was judged relevant, the context is empty")
     else:
-        by_path = {f.path: f for f in files}
         outcomes = await rank_files(problem, relevant, by_path, client, settings, store)
         rankings = [o.paths for o in outcomes if o.paths is not None]
         notes += [f"ranking {i} dropped: {o.error}" for i, o in enumerate(outcomes) if o.paths is None]
@@ -55,7 +55,7 @@ async def build_context(
             ranked = [v.path for v in relevant]
             notes.append("every ranking was dropped: the relevant files are packed in path order")
             log.warning("context: every ranking was dropped, packing the relevant files in path order")
-    packed = pack(ranked, {f.path: f for f in files}, settings.context_tokens, settings.max_file_tokens)
+    packed = pack(ranked, by_path, settings.context_tokens, settings.max_file_tokens)
     result = ContextResult(
         files=packed, ranked=ranked, rankings=rankings, relevance=verdicts, skipped=skipped, notes=notes
     )
