@@ -1,0 +1,1 @@
+"""The multi-turn conversations of the generation and selection stages: testing, editing and selection."""
