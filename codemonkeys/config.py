@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     image: str | None = None
     setup: str | None = None
     max_containers: int = Field(default_factory=lambda: max(2, (os.cpu_count() or 2) * 2), ge=1)
+    docker_cpus: float = Field(2.0, gt=0, description="CPUs per docker sandbox")
+    docker_memory: str = Field("4g", description="memory per docker sandbox (no swap on top)")
+    docker_pids: int = Field(1024, ge=16, description="processes per docker sandbox")
+    workdir: str | None = Field(
+        None, description="where --image already holds the repository (SWE-bench: /testbed); unset: it is copied in"
+    )
+    command_prefix: str | None = Field(
+        None,
+        description="shell prefix setting up the environment once, e.g. 'source /opt/miniconda3/bin/activate testbed &&'",
+    )
 
     run_dir: Path = Path("runs/default")
 
