@@ -41,6 +41,8 @@ RUNNER_COMMAND = (
     f"if command -v python3 >/dev/null; then exec python3 -u {RUNNER_DIR}/{RUNNER_NAME}; "
     f"else exec python -u {RUNNER_DIR}/{RUNNER_NAME}; fi"
 )
+# As in the local back end: unbuffered output keeps stdout and stderr in order; no bytecode churn in the tree.
+SANDBOX_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 START_TIMEOUT = 120.0  # seconds for the runner's init: a conda activation and a scan of a large tree
 REQUEST_TIMEOUT = 300.0  # seconds for file, diff and reset requests
 ANSWER_GRACE = 30.0  # seconds past a command's own timeout before the runner counts as hung
@@ -154,6 +156,8 @@ class _Channel:
             return message["result"]
         if message.get("kind") == "patch":
             raise PatchError(message["error"])
+        if message.get("kind") == "value":
+            raise ValueError(message["error"])
         raise SandboxError(f"sandbox {self._name}: {op} failed: {message['error']}")
 
     def close(self) -> None:
@@ -323,6 +327,7 @@ class DockerProvider(SandboxProvider):
             memswap_limit=limits.memory,
             pids_limit=limits.pids,
             labels=engine.owner_labels(self.spec.run_label, "sandbox"),
+            environment=SANDBOX_ENV,
         )
         engine.registry.add(client, container.id)
         try:

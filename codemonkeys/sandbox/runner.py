@@ -184,7 +184,12 @@ class Runner:
         return found
 
     def path(self, relative: str) -> str:
-        return os.path.join(self.workdir, relative)
+        """Paths stay inside the tree, as in the local back end."""
+        root = os.path.realpath(self.workdir)
+        target = os.path.realpath(os.path.join(root, relative))
+        if not relative or os.path.isabs(relative) or not target.startswith(root + os.sep):
+            raise RequestError(f"path must be relative and inside the repository: {relative!r}", kind="value")
+        return target
 
     def execute(self, cmd: str, timeout: float, env: dict | None = None) -> dict:
         """Runs `cmd` in its own process group; the whole group is killed when it returns or times out."""
@@ -223,6 +228,8 @@ class Runner:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.stdout.close()
         code = proc.wait()
+        if code < 0:  # killed by a signal: the shell's convention, as the local back end reports it
+            code = 128 - code
         if timed_out:
             code = TIMEOUT_EXIT_CODE
         output = capture.text()
@@ -288,7 +295,18 @@ class Runner:
             env = dict(self.env)
             env["GIT_INDEX_FILE"] = index
             self.git("add", "-A", env=env)
-            text = self.git("diff", "--cached", "--binary", "--no-ext-diff", "--no-color", self.head, env=env)
+            text = self.git(
+                "diff",
+                "--cached",
+                "--binary",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-renames",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                self.head,
+                env=env,
+            )
         finally:
             if os.path.exists(index):
                 os.unlink(index)
@@ -302,7 +320,7 @@ class Runner:
         for rel in self.untracked(ignored_too=True):
             if rel in self.baseline_files:
                 continue
-            target = self.path(rel.rstrip("/"))
+            target = os.path.join(self.workdir, rel.rstrip("/"))
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target, ignore_errors=True)
             else:
@@ -315,7 +333,7 @@ class Runner:
         for rel in sorted(parents, key=len, reverse=True):
             while rel and rel not in self.baseline_dirs:
                 try:
-                    os.rmdir(self.path(rel))
+                    os.rmdir(os.path.join(self.workdir, rel))
                 except OSError:
                     break
                 rel = os.path.dirname(rel)

@@ -1,0 +1,77 @@
+"""Chooses the sandbox back end for a problem from the settings (`sandbox`: auto, local or docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from codemonkeys.config import Settings
+from codemonkeys.problem import Problem
+from codemonkeys.sandbox import engine, images
+from codemonkeys.sandbox.base import SandboxError, SandboxProvider, SandboxSpec
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT = 2.0  # seconds: `auto` must not stall a run on an engine that does not answer
+
+
+def docker_available(timeout: float = PING_TIMEOUT) -> bool:
+    """Whether a docker engine answers a ping within `timeout` seconds."""
+    return engine.engine_answers(timeout)
+
+
+def spec_from_settings(settings: Settings, problem: Problem, run_label: str) -> SandboxSpec:
+    return SandboxSpec(
+        repo_path=problem.repo_path,
+        commit=problem.commit,
+        network=settings.sandbox_network,
+        output_limit=settings.output_limit,
+        python=settings.python,
+        image=settings.image,
+        setup=settings.setup,
+        workdir=settings.workdir,
+        command_prefix=settings.command_prefix,
+        run_label=run_label,
+        max_containers=settings.max_containers,
+    )
+
+
+def _docker_image_ready(settings: Settings) -> tuple[bool, str]:
+    """`auto` picks docker only when the image is already here: building or pulling is an explicit choice."""
+    if not docker_available():
+        return False, "no docker engine answers"
+    wanted = settings.image or images.BASE_IMAGE
+    try:
+        client = engine.connect(timeout=10)
+        present = images.image_exists(client, wanted)
+        client.close()
+    except engine.EngineError as exc:
+        return False, str(exc)
+    if not present:
+        return False, f"image {wanted} is not built (codemonkeys sandbox build)"
+    return True, f"a docker engine answers and image {wanted} exists"
+
+
+async def make_provider(settings: Settings, problem: Problem, run_label: str) -> SandboxProvider:
+    """The provider for one problem; `docker` fails clearly when no engine answers or the image cannot be made."""
+    spec = spec_from_settings(settings, problem, run_label)
+    kind = settings.sandbox
+    if kind == "auto":
+        ready, why = await asyncio.to_thread(_docker_image_ready, settings)
+        kind = "docker" if ready else "local"
+        log.info("sandbox auto → %s: %s", kind, why)
+    if kind == "local":
+        from codemonkeys.sandbox.local import LocalProvider
+
+        return LocalProvider(spec)
+    if not await asyncio.to_thread(docker_available):
+        raise SandboxError(
+            "--sandbox docker: no docker engine answers; start one (as root: scripts/ci/start-dockerd.sh) "
+            "or use --sandbox local"
+        )
+    from codemonkeys.sandbox.docker import DockerLimits, DockerProvider
+
+    limits = DockerLimits(cpus=settings.docker_cpus, memory=settings.docker_memory, pids=settings.docker_pids)
+    provider = DockerProvider(spec, limits)
+    await provider.prepare()
+    return provider
