@@ -372,9 +372,9 @@ class DockerProvider(SandboxProvider):
         if self._open.pop(sandbox.container_id, None) is None:
             return
         try:
-            sandbox.close_channel()
             await asyncio.to_thread(self._remove, sandbox.container_id)
         finally:
+            sandbox.close_channel()
             self._slots.release()
 
     @property

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import docker
@@ -99,16 +100,24 @@ def our_containers(client: docker.DockerClient) -> list[Container]:
     return client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
 
 
-def remove_container(client: docker.DockerClient, container_id: str) -> bool:
-    """Force-removes a container; one that is already gone (or going: auto-remove) counts as removed."""
+def remove_container(client: docker.DockerClient, container_id: str, wait: float = 10.0) -> bool:
+    """Force-removes a container and returns once it is gone; False if it was gone (or going) already."""
     try:
         client.api.remove_container(container_id, force=True)
     except docker.errors.NotFound:
         return False
     except docker.errors.APIError as exc:
-        if exc.status_code == 409:  # removal already in progress
-            return False
-        raise
+        if exc.status_code != 409:
+            raise
+        # Removal already in progress (auto-remove after the runner exited): wait for it to finish.
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                client.api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                break
+            time.sleep(0.05)
+        return False
     return True
 
 

@@ -114,6 +114,11 @@ class Runner:
         self.env.pop("OLDPWD", None)
         if not os.path.isdir(workdir):
             raise RequestError("working directory not found in the container: " + workdir)
+        # Test scripts live outside the tree: imports from the repo root must still work (as in the local back end).
+        roots = [workdir] + ([os.path.join(workdir, "src")] if os.path.isdir(os.path.join(workdir, "src")) else [])
+        if self.env.get("PYTHONPATH"):
+            roots.append(self.env["PYTHONPATH"])
+        self.env["PYTHONPATH"] = os.pathsep.join(roots)
         self.head = self.git("rev-parse", "--verify", "HEAD^{commit}").strip()
         self.git_dir = os.path.join(workdir, self.git("rev-parse", "--git-dir").strip())
         self.baseline_files = set(self.untracked(ignored_too=True))
@@ -224,6 +229,12 @@ class Runner:
                 if not data:
                     break
                 capture.add(data)
+        if not timed_out and exited_at is None:
+            # Output closed: the command is exiting. Killing the group before it has would turn exit 0 into 137.
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.stdout.close()
