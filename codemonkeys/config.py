@@ -68,7 +68,7 @@ class Settings(BaseSettings):
         description="shell prefix setting up the environment once, e.g. 'source /opt/miniconda3/bin/activate testbed &&'",
     )
 
-    run_dir: Path = Path("runs/default")
+    run_dir: Path | None = None
 
     @field_validator("models", mode="before")
     @classmethod

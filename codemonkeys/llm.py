@@ -170,6 +170,12 @@ def _usage(response: Any) -> tuple[int, int, int]:
     )
 
 
+def _content_text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
+    return str(content or "")
+
+
 class ModelClient:
     """Shared by every stage of a run. Spend is read back from usage.jsonl, so a resumed run, and other
     processes appending to the same file, count against the budgets too."""
@@ -178,6 +184,7 @@ class ModelClient:
         self.settings = settings
         self.usage_path = usage_path
         self._totals: dict[tuple[str, str], StageTotals] = {}
+        self._reserved: dict[str, float] = {}
         self._offset = 0
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
             weakref.WeakKeyDictionary()
@@ -210,12 +217,17 @@ class ModelClient:
         request = self._request(model, mark_cache_prefix(messages, model, cache_prefix))
         started = time.monotonic()
         attempts = 0
+        estimate = self._input_cost(model, request["messages"])
         while True:
             try:
                 async with self._semaphore(model):
-                    self._check_budget(instance)
+                    self._check_budget(instance, estimate)
                     attempts += 1
-                    response = await litellm.acompletion(**request)
+                    self._reserved[instance] = self._reserved.get(instance, 0.0) + estimate
+                    try:
+                        response = await litellm.acompletion(**request)
+                    finally:
+                        self._reserved[instance] -= estimate
                 text = _answer_text(response)
             except BudgetExceeded as exc:
                 if attempts:
@@ -268,13 +280,37 @@ class ModelClient:
         delay = min(_MAX_DELAY, self.settings.retry_base_delay * 2 ** (attempt - 1))
         return delay * random.uniform(0.5, 1.5)
 
-    def _check_budget(self, instance: str) -> None:
+    def _check_budget(self, instance: str, estimate: float) -> None:
+        """Counts the input cost of calls still in flight too, so concurrent workers cannot all start the
+        call that overruns the budget; only output tokens can still overshoot it."""
         limit = self.settings.budget_usd
-        if limit is not None and (spent := self.spent(instance)) >= limit:
-            raise BudgetExceeded(f"instance {instance} spent ${spent:.4f} of its ${limit:.4f} budget")
+        if limit is not None:
+            committed = self.spent(instance) + self._reserved.get(instance, 0.0)
+            if committed + estimate > limit:
+                raise BudgetExceeded(
+                    f"instance {instance}: ${committed:.4f} spent or in flight, the next call needs about "
+                    f"${estimate:.4f} of its ${limit:.4f} budget"
+                )
         limit = self.settings.run_budget_usd
-        if limit is not None and (spent := self.spent()) >= limit:
-            raise BudgetExceeded(f"run spent ${spent:.4f} of its ${limit:.4f} budget")
+        if limit is not None:
+            committed = self.spent() + sum(self._reserved.values())
+            if committed + estimate > limit:
+                raise BudgetExceeded(
+                    f"run: ${committed:.4f} spent or in flight, the next call needs about ${estimate:.4f} "
+                    f"of its ${limit:.4f} budget"
+                )
+
+    def _input_cost(self, model: str, messages: Messages) -> float:
+        """The call's input cost, estimated at four characters a token before any tokenizer runs."""
+        tokens = sum(len(_content_text(m.get("content"))) for m in messages) // 4
+        price = self.settings.prices.get(model)
+        if price is not None:
+            return tokens * price[0] / 1_000_000
+        try:
+            prompt_cost, _ = _litellm().cost_per_token(model=model, prompt_tokens=tokens, completion_tokens=0)
+            return float(prompt_cost or 0.0)
+        except Exception:
+            return 0.0
 
     def _cost(self, model: str, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.settings.prices.get(model)

@@ -50,6 +50,13 @@ def _prefix_keys(messages: list[dict]) -> list[tuple[str, int]]:
     return keys
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the resume tests do that on purpose) is not a server error."""
+
+
 class FakeModelServer:
     """Serves POST /v1/chat/completions; `responder(messages, model)` writes the assistant text.
 
@@ -107,7 +114,7 @@ class FakeModelServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         self._thread = threading.Thread(

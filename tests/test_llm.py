@@ -248,13 +248,13 @@ async def test_instance_budget_stops_calls_before_they_are_made(fake_server, set
 async def test_run_budget_stops_every_instance(fake_server, settings_for, tmp_path) -> None:
     server = fake_server()
     usage = tmp_path / "usage.jsonl"
-    settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=30.0)
+    settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=35.0)
     client = ModelClient(settings, usage_path=usage)
 
     await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
     await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="b", stage="s")
-    assert client.spent() >= 30
-    with pytest.raises(BudgetExceeded, match="run spent"):
+    assert client.spent() >= 35
+    with pytest.raises(BudgetExceeded, match=r"run: .* spent or in flight"):
         await client.complete(USER, model="openai/fake", instance="c", stage="s")
     assert server.requests == 2
 
@@ -399,3 +399,18 @@ def test_importing_the_client_does_not_import_litellm() -> None:
     code = "import sys, codemonkeys.llm; print('litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+async def test_concurrent_calls_reserve_their_input_cost(fake_server, settings_for) -> None:
+    """Ten workers start at once against a budget that fits three calls: the reservations stop the rest."""
+    server = fake_server(latency=0.2)
+    settings = settings_for(server, prices={"openai/fake": (1e6, 0.0)}, budget_usd=31.0)
+    client = ModelClient(settings)
+    message = [{"role": "user", "content": "x" * 40}]
+    outcomes = await asyncio.gather(
+        *(client.complete(message, model="openai/fake", instance="a", stage="s") for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(o, BudgetExceeded) for o in outcomes) == 7
+    assert server.requests == 3
+    assert client.spent("a") <= 31.0

@@ -24,7 +24,7 @@ def percent(x, digits=1):
     return f"{x * 100:.{digits}f}%"
 '''
 
-OWN_TESTS = '''from calc.stats import mean, median
+OWN_TESTS = """from calc.stats import mean, median
 
 
 def test_mean():
@@ -33,15 +33,15 @@ def test_mean():
 
 def test_median_odd():
     assert median([3, 1, 2]) == 2
-'''
+"""
 
-HIDDEN_TEST = '''from calc.stats import median
+HIDDEN_TEST = """from calc.stats import median
 
 
 def test_median_even():
     assert median([4, 1, 3, 2]) == 2.5
     assert median([1, 2]) == 1.5
-'''
+"""
 
 ISSUE = """median() is wrong for lists with an even number of elements
 

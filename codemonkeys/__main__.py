@@ -1,0 +1,3 @@
+from codemonkeys.cli import app
+
+app(prog_name="codemonkeys")
