@@ -48,7 +48,8 @@ def _docker_image_ready(settings: Settings) -> tuple[bool, str]:
     except engine.EngineError as exc:
         return False, str(exc)
     if not present:
-        return False, f"image {wanted} is not built (codemonkeys sandbox build)"
+        hint = " (build it: codemonkeys sandbox build)" if wanted == images.BASE_IMAGE else ""
+        return False, f"image {wanted} is not present{hint}"
     return True, f"a docker engine answers and image {wanted} exists"
 
 
