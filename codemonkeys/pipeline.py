@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from pydantic import BaseModel
@@ -16,7 +20,7 @@ from codemonkeys.llm import BudgetExceeded, ModelClient, StageTotals
 from codemonkeys.problem import Problem
 from codemonkeys.sandbox.base import SandboxProvider
 from codemonkeys.sandbox.factory import make_provider
-from codemonkeys.store import InstanceStore, RunStore, append_jsonl
+from codemonkeys.store import InstanceStore, RunStore, atomic_write_text, read_jsonl
 from codemonkeys.trajectories.editing import run_editing
 from codemonkeys.trajectories.models import Candidate, EditingResult, SelectionResult, TestingResult, VoteResult
 from codemonkeys.trajectories.selection import run_selection
@@ -26,6 +30,19 @@ from codemonkeys.voting import collect_candidates, vote
 log = logging.getLogger("codemonkeys.pipeline")
 
 Status = Literal["patched", "no_candidate", "budget_exhausted"]
+
+_STAGE_SECONDS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("stage_seconds")
+
+
+@contextmanager
+def _timed(stage: str) -> Iterator[None]:
+    """Wall time per stage of the current problem, for the summary and the benchmarks."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        seconds = _STAGE_SECONDS.get()
+        seconds[stage] = round(seconds.get(stage, 0.0) + time.monotonic() - started, 3)
 
 
 class SolveResult(BaseModel):
@@ -44,6 +61,7 @@ class SolveResult(BaseModel):
     usage: dict[str, StageTotals] = {}
     cost_usd: float = 0.0
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = {}
 
 
 class _Generation(BaseModel):
@@ -60,9 +78,11 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
         log.info("%s: already solved in this run directory", problem.instance_id)
         return done
     started = time.monotonic()
+    _STAGE_SECONDS.set({})
     inst.save("problem.json", problem)
     try:
-        context = await build_context(problem, client, settings, inst)
+        with _timed("context"):
+            context = await build_context(problem, client, settings, inst)
     except BudgetExceeded as exc:
         log.warning("context: budget spent (%s)", exc)
         return _finish(inst, store, client, problem, started, status="budget_exhausted", budget_exhausted=True)
@@ -84,7 +104,8 @@ async def _generate_and_choose(
     provider: SandboxProvider,
     started: float,
 ) -> SolveResult:
-    gen = await _generate(problem, settings, client, inst, context, provider)
+    with _timed("generate"):
+        gen = await _generate(problem, settings, client, inst, context, provider)
     finish = {"sandbox": provider.description, "trajectories": settings.samples}
     candidates = collect_candidates(gen.editing)
     log.info("generate: %d candidate(s) from %d trajectories", len(candidates), settings.samples)
@@ -96,11 +117,13 @@ async def _generate_and_choose(
     votes = inst.load("votes.json", VoteResult)
     if votes is None:
         scripts = [r.script for r in gen.editing if r.script]
-        votes = await vote(candidates, scripts, provider, settings)
+        with _timed("vote"):
+            votes = await vote(candidates, scripts, provider, settings)
         inst.save("votes.json", votes)
     top = [next(c for c in candidates if c.id == cid) for cid in votes.top]
     log.info("vote: top %s with votes %s", [c.id for c in top], [votes.votes[c.id] for c in top])
-    selection, budget_hit = await _select(problem, settings, client, inst, context, provider, top, gen)
+    with _timed("select"):
+        selection, budget_hit = await _select(problem, settings, client, inst, context, provider, top, gen)
     chosen = top[selection.chosen_id]
     return _finish(
         inst,
@@ -134,31 +157,23 @@ async def _generate(
         nonlocal finished
         model = settings.models[i % len(settings.models)]
         testing = inst.load(f"testing/{i}.json", TestingResult)
-        if testing is None:
-            bound = client.bind(
-                model=model, instance=problem.instance_id, stage="testing", record=inst.path(f"testing/{i}.calls.json")
-            )
-            sandbox = await provider.open(f"testing-{i}")
-            try:
-                testing = await run_testing(problem, bound, sandbox, settings, i)
-            finally:
-                await sandbox.close()
-            inst.save(f"testing/{i}.json", testing)
         editing = inst.load(f"editing/{i}.json", EditingResult)
-        if editing is None:
-            bound = client.bind(
-                model=model,
-                instance=problem.instance_id,
-                stage="editing",
-                record=inst.path(f"editing/{i}.calls.json"),
-                cache_prefix=1,
-            )
-            sandbox = await provider.open(f"editing-{i}")
+        if testing is None or editing is None:
+            sandbox = await provider.open(f"trajectory-{i}")
             try:
+                if testing is None:
+                    record = inst.path(f"testing/{i}.calls.json")
+                    bound = client.bind(model=model, instance=problem.instance_id, stage="testing", record=record)
+                    testing = await run_testing(problem, bound, sandbox, settings, i)
+                    inst.save(f"testing/{i}.json", testing)
+                record = inst.path(f"editing/{i}.calls.json")
+                bound = client.bind(
+                    model=model, instance=problem.instance_id, stage="editing", record=record, cache_prefix=1
+                )
                 editing = await run_editing(problem, context, testing, bound, sandbox, settings, i)
+                inst.save(f"editing/{i}.json", editing)
             finally:
                 await sandbox.close()
-            inst.save(f"editing/{i}.json", editing)
         finished += 1
         log.info(
             "generate: trajectory %d done (%d/%d)%s",
@@ -230,6 +245,7 @@ def _finish(
 ) -> SolveResult:
     result = SolveResult(
         instance_id=problem.instance_id,
+        stage_seconds=dict(_STAGE_SECONDS.get()),
         usage=client.stage_totals(problem.instance_id),
         cost_usd=client.spent(problem.instance_id),
         seconds=round(time.monotonic() - started, 2),
@@ -237,8 +253,12 @@ def _finish(
     )
     inst.save("result.json", result)
     if result.patch:
-        append_jsonl(
-            store.predictions_path,
-            {"instance_id": problem.instance_id, "model_name_or_path": "codemonkeys", "model_patch": result.patch},
-        )
+        _record_prediction(store, problem.instance_id, result.patch)
     return result
+
+
+def _record_prediction(store: RunStore, instance_id: str, patch: str) -> None:
+    """SWE-bench's prediction format, one line per instance: a resumed instance replaces its old line."""
+    kept = [r for r in read_jsonl(store.predictions_path) if r.get("instance_id") != instance_id]
+    kept.append({"instance_id": instance_id, "model_name_or_path": "codemonkeys", "model_patch": patch})
+    atomic_write_text(store.predictions_path, "".join(json.dumps(r) + "\n" for r in kept))

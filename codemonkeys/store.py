@@ -29,11 +29,15 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """One line per append with O_APPEND; a line torn by a kill is skipped by `read_jsonl`."""
+    """One line per append with O_APPEND; a line torn by a kill is skipped by `read_jsonl`, and the next
+    record starts on a line of its own so it is not lost with it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, ensure_ascii=False) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line
         os.write(fd, line.encode("utf-8"))
     finally:
         os.close(fd)

@@ -192,7 +192,7 @@ async def test_testing_model_failure_is_an_error_result(fake_server, settings_fo
 
 async def test_testing_budget_exceeded_propagates(fake_server, settings_for, problem, sandbox, model) -> None:
     server = fake_server(scripted(f"<test>{WRONG_TEST}</test>"))
-    settings = settings_for(server, iterations=3, budget_usd=0.001, prices={"openai/fake": (1000.0, 1000.0)})
+    settings = settings_for(server, iterations=3, budget_usd=0.001, prices={"openai/fake": (1.0, 1000.0)})
     with pytest.raises(BudgetExceeded):
         await run_testing(problem, model(settings, "testing"), sandbox, settings, 0)
     assert len(server.calls) == 1
