@@ -149,6 +149,7 @@ def prune(
     everything: Annotated[
         bool, typer.Option("--all", help="Also remove containers of runs still going (they will fail).")
     ] = False,
+    run: Annotated[str | None, typer.Option(help="Only containers of this run (the run directory's name).")] = None,
 ) -> None:
     """Remove containers this tool left behind.
 
@@ -157,10 +158,10 @@ def prune(
     """
     client = _connect()
     try:
-        removed = engine.prune_containers(client, include_live=everything)
+        removed = engine.prune_containers(client, include_live=everything, run_label=run)
         for container in removed:
             typer.echo(f"removed container {container.name}")
-        left = [c for c in engine.our_containers(client) if c.id not in {r.id for r in removed}]
+        left = [c for c in engine.our_containers(client, run) if c.id not in {r.id for r in removed}]
         typer.echo(f"{len(removed)} container(s) removed, {len(left)} of running processes kept")
         if remove_images:
             ours = client.images.list(filters={"label": f"{engine.LABEL}=1"})

@@ -96,8 +96,9 @@ def owner_alive(labels: dict[str, str]) -> bool | None:
     return not started or started == _process_start(pid)
 
 
-def our_containers(client: docker.DockerClient) -> list[Container]:
-    return client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+def our_containers(client: docker.DockerClient, run_label: str | None = None) -> list[Container]:
+    labels = [f"{LABEL}=1"] + ([f"{RUN_LABEL}={run_label}"] if run_label else [])
+    return client.containers.list(all=True, filters={"label": labels})
 
 
 def remove_container(client: docker.DockerClient, container_id: str, wait: float = 10.0) -> bool:
@@ -121,10 +122,12 @@ def remove_container(client: docker.DockerClient, container_id: str, wait: float
     return True
 
 
-def prune_containers(client: docker.DockerClient, include_live: bool = False) -> list[Container]:
+def prune_containers(
+    client: docker.DockerClient, include_live: bool = False, run_label: str | None = None
+) -> list[Container]:
     """Removes our containers left behind: stopped ones and those whose owner process is dead."""
     removed = []
-    for container in our_containers(client):
+    for container in our_containers(client, run_label):
         running = container.status in ("running", "paused", "restarting", "created")
         if running and not include_live and owner_alive(container.labels) is not False:
             continue

@@ -180,6 +180,23 @@ class Runner:
         args = ["ls-files", "--others", "-z"] + ([] if ignored_too else ["--exclude-standard"])
         return [p for p in self.git(*args).split("\0") if p]
 
+    def status(self) -> tuple:
+        """(HEAD moved or tracked files changed, untracked and ignored paths) from porcelain v2."""
+        out = self.git("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--ignored")
+        moved = False
+        extra = []
+        records = iter(out.split("\0"))
+        for record in records:
+            if record.startswith("# branch.oid "):
+                moved = moved or record.split()[2] != self.head
+            elif record[:1] in ("?", "!"):
+                extra.append(record[2:])
+            elif record[:1] in ("1", "2", "u"):
+                moved = True
+                if record[:1] == "2":  # a rename or copy: the original path follows
+                    next(records, None)
+        return moved, extra
+
     def directories(self) -> list:
         found = []
         for root, dirs, _files in os.walk(self.workdir):
@@ -324,11 +341,18 @@ class Runner:
         return {"diff": text}
 
     def op_reset(self) -> dict:
-        """Pristine tree: tracked files restored, files created since start removed (artefacts kept)."""
-        self.git("reset", "--hard", "-q", self.head)
+        """Pristine tree: tracked files restored, files created since start removed (artefacts kept).
+
+        One `git status` says whether HEAD moved or tracked files changed; only then is a `git reset --hard`
+        (and a fresh listing) needed. The common case after a test run is that single process.
+        """
+        moved, extra = self.status()
+        if moved:
+            self.git("reset", "--hard", "-q", self.head)
+            extra = self.untracked(ignored_too=True)
         removed = 0
         parents = set()
-        for rel in self.untracked(ignored_too=True):
+        for rel in extra:
             if rel in self.baseline_files:
                 continue
             target = os.path.join(self.workdir, rel.rstrip("/"))

@@ -97,6 +97,24 @@ async def test_reset_restores_the_pristine_tree_but_keeps_build_artefacts(make_p
         assert await sandbox.diff() == ""
 
 
+async def test_reset_undoes_git_operations_of_a_run(make_provider) -> None:
+    async with await make_provider().open("git-ops") as sandbox:
+        pristine = (await sandbox.run("git rev-parse HEAD", timeout=10)).output
+        for ops in (
+            "git commit -q --allow-empty -m moved",  # HEAD moves, nothing else changes
+            "git mv README.md README2.md && git commit -q -m renamed && echo z > calc.py && git add calc.py",
+            "git rm -q --cached calc.py && git checkout -q -b other",
+        ):
+            assert (await sandbox.run(ops, timeout=10)).exit_code == 0, ops
+            await sandbox.reset()
+            assert (await sandbox.run("git rev-parse HEAD", timeout=10)).output == pristine
+            assert await sandbox.read_file("README.md") == "tiny\n"
+            assert await sandbox.read_file("README2.md") is None
+            assert await sandbox.read_file("calc.py") == CALC
+            assert await sandbox.diff() == ""
+            assert (await sandbox.run("git status --porcelain", timeout=10)).output == ""
+
+
 async def test_diff_apply_patch_and_run_on_behave_like_the_local_sandbox(make_provider) -> None:
     async with await make_provider().open("patch") as sandbox:
         await sandbox.write_file("calc.py", FIX)

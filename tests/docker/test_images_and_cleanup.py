@@ -120,9 +120,6 @@ def ready_image(docker_client: docker.DockerClient, base_image: str, tiny_repo) 
     finally:
         container.remove(force=True)
     yield tag
-    for image in docker_client.images.list(filters={"label": f"{engine.LABEL}=1"}):
-        if image.labels.get(engine.KIND_LABEL) == "setup":
-            docker_client.images.remove(image.id, force=True)
     docker_client.images.remove(tag, force=True)
 
 
@@ -140,7 +137,7 @@ async def test_ready_image_with_workdir_and_command_prefix(make_provider, ready_
         assert await sandbox.diff() == ""
 
 
-async def test_ready_image_with_setup_gets_a_derived_image(make_provider, ready_image: str) -> None:
+async def test_ready_image_with_setup_gets_a_derived_image(make_provider, ready_image: str, docker_client) -> None:
     provider = make_provider(
         image=ready_image,
         workdir="/testbed",
@@ -148,11 +145,15 @@ async def test_ready_image_with_setup_gets_a_derived_image(make_provider, ready_
         command_prefix=". /opt/activate.sh;",
     )
     image = await provider.prepare()
-    assert image.startswith("codemonkeys/setup-")
-    async with await provider.open("derived") as sandbox:
-        assert await sandbox.read_file("setup.txt") == "hello from tools\n"
-        assert (await sandbox.run("hello", timeout=10)).output == "hello from tools\n"
-        assert await sandbox.diff() == ""
+    try:
+        assert image.startswith("codemonkeys/setup-")
+        async with await provider.open("derived") as sandbox:
+            assert await sandbox.read_file("setup.txt") == "hello from tools\n"
+            assert (await sandbox.run("hello", timeout=10)).output == "hello from tools\n"
+            assert await sandbox.diff() == ""
+    finally:
+        await provider.aclose()
+        docker_client.images.remove(image, force=True)
 
 
 async def test_a_failing_command_prefix_is_a_sandbox_error(make_provider, ready_image: str) -> None:
@@ -258,13 +259,14 @@ def test_prune_removes_containers_of_dead_owners_and_keeps_live_ones(docker_clie
         assert doctor.exit_code == 0, doctor.output
         assert "owner gone" in doctor.output and "owner running" in doctor.output
 
-        result = CliRunner().invoke(sandbox_app, ["prune"])
+        # Scoped to this test's run: other runs on this engine (a parallel test session) stay untouched.
+        result = CliRunner().invoke(sandbox_app, ["prune", "--run", run_label])
         assert result.exit_code == 0, result.output
         remaining = {c.id for c in labelled(docker_client, run_label)}
         assert remaining == {live}
         assert f"removed container {docker_client.containers.get(live).name}" not in result.output
 
-        result = CliRunner().invoke(sandbox_app, ["prune", "--all"])
+        result = CliRunner().invoke(sandbox_app, ["prune", "--all", "--run", run_label])
         assert result.exit_code == 0, result.output
         assert labelled(docker_client, run_label) == []
     finally:
