@@ -66,6 +66,7 @@ class _Channel:
     def __init__(self, sock: Any, name: str) -> None:
         self._holder = sock
         self._sock: socket.socket = getattr(sock, "_sock", sock)
+        self._sock.settimeout(None)  # a sandbox may sit idle for as long as a model takes to answer
         self._name = name
         self._lock = threading.Lock()
         self._pending: dict[int, concurrent.futures.Future[dict]] = {}
@@ -161,6 +162,8 @@ class _Channel:
         raise SandboxError(f"sandbox {self._name}: {op} failed: {message['error']}")
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread's recv
         for target in (self._sock, self._holder):
             with contextlib.suppress(OSError):
                 target.close()

@@ -241,6 +241,11 @@ async def test_aclose_removes_every_container_of_the_provider(make_provider, doc
     assert len(labelled(docker_client, run_label)) == 2
     await provider.aclose()
     assert labelled(docker_client, run_label) == []
+    for _ in range(50):  # reader threads end with their sockets
+        if not any(t.name in {"runner-s0", "runner-s1", "runner-s2"} for t in threading.enumerate()):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(t.name in {"runner-s0", "runner-s1", "runner-s2"} for t in threading.enumerate())
 
 
 async def test_max_containers_caps_open_sandboxes(make_provider, docker_client, run_label: str) -> None:
