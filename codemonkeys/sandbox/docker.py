@@ -196,6 +196,7 @@ class DockerSandbox(Sandbox):
             output_limit=spec.output_limit,
             python=spec.python,
             command_prefix=spec.command_prefix,
+            own_container=True,
         )
 
     async def run(self, cmd: str, timeout: float) -> ExecResult:
@@ -317,7 +318,8 @@ class DockerProvider(SandboxProvider):
         limits = self.limits
         container = client.containers.create(
             self.image,
-            command=["sh", "-c", RUNNER_COMMAND],
+            entrypoint=["/bin/sh", "-c", RUNNER_COMMAND],  # whatever the image's entrypoint, the runner starts
+            command=[],
             name=_container_name(self.spec.run_label, name),
             working_dir=self.workdir,
             stdin_open=True,  # not detached: docker sets StdinOnce, so stdin closes when we disconnect

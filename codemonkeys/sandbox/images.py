@@ -267,7 +267,8 @@ def _commit_image(
     build_labels = engine.owner_labels("image-build", "build")
     container = client.containers.create(
         base,
-        command=["sh", "-c", "exec cat >/dev/null"],
+        entrypoint=["/bin/sh", "-c", "exec cat >/dev/null"],
+        command=[],
         stdin_open=True,
         user="root",
         working_dir="/",

@@ -99,11 +99,23 @@ class Runner:
         self.git_dir = ""
         self.baseline_files: set[str] = set()
         self.baseline_dirs: set[str] = set()
+        self.own_container = False
 
     # -- setup ---------------------------------------------------------------------------------------
 
-    def op_init(self, workdir: str, output_limit: int, python: str, command_prefix: str | None = None) -> dict:
-        """Sets the environment up once (a conda or venv activation) and records the pristine state."""
+    def op_init(
+        self,
+        workdir: str,
+        output_limit: int,
+        python: str,
+        command_prefix: str | None = None,
+        own_container: bool = False,
+    ) -> dict:
+        """Sets the environment up once (a conda or venv activation) and records the pristine state.
+
+        `own_container`: the host says this runner is alone in its container, so reset may kill strays.
+        """
+        self.own_container = own_container and (os.getpid() == 1 or os.getppid() == 1)
         self.workdir = workdir
         self.limit = output_limit
         self.python = python
@@ -164,12 +176,14 @@ class Runner:
     # -- helpers -------------------------------------------------------------------------------------
 
     def git(self, *args: str, stdin: bytes | None = None, env: dict | None = None) -> str:
+        # Never the runner's own stdin: that is the host's request channel.
+        source = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
         proc = subprocess.run(
-            ["git", "-c", "core.quotepath=off", *args],
+            ["git", "-c", "core.quotepath=off", "-c", "core.hooksPath=/dev/null", *args],
             cwd=self.workdir,
             env=env or self.env,
-            input=stdin,
             capture_output=True,
+            **source,
         )
         if proc.returncode != 0:
             message = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
@@ -179,6 +193,17 @@ class Runner:
     def untracked(self, ignored_too: bool) -> list:
         args = ["ls-files", "--others", "-z"] + ([] if ignored_too else ["--exclude-standard"])
         return [p for p in self.git(*args).split("\0") if p]
+
+    def kill_strays(self) -> None:
+        """Processes that escaped a command's group (daemons, setsid) must not outlive the run: the container
+        is this sandbox's alone, so everything but the init process and this runner goes."""
+        if not self.own_container:
+            return
+        keep = {1, os.getpid()}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in keep:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), signal.SIGKILL)
 
     def status(self) -> tuple:
         """(HEAD moved or tracked files changed, untracked and ignored paths) from porcelain v2."""
@@ -346,6 +371,7 @@ class Runner:
         One `git status` says whether HEAD moved or tracked files changed; only then is a `git reset --hard`
         (and a fresh listing) needed. The common case after a test run is that single process.
         """
+        self.kill_strays()
         moved, extra = self.status()
         if moved:
             self.git("reset", "--hard", "-q", self.head)

@@ -70,6 +70,16 @@ async def test_timeout_kills_the_command_inside_and_the_container_stays_usable(m
         assert (await sandbox.run("echo alive", timeout=10)).output == "alive\n"
 
 
+async def test_reset_ends_processes_that_escaped_the_command_group(make_provider) -> None:
+    async with await make_provider().open("daemon") as sandbox:
+        started = await sandbox.run("setsid sleep 301 >/dev/null 2>&1 </dev/null & sleep 0.5; echo started", timeout=10)
+        assert started.output == "started\n"
+        assert "sleep 301" in (await sandbox.run("ps -eo args", timeout=10)).output
+        await sandbox.reset()
+        assert "sleep 301" not in (await sandbox.run("ps -eo args", timeout=10)).output
+        assert (await sandbox.run("echo alive", timeout=10)).output == "alive\n"
+
+
 async def test_reset_restores_the_pristine_tree_but_keeps_build_artefacts(make_provider) -> None:
     async with await make_provider().open("reset") as sandbox:
         await sandbox.write_file("calc.py", FIX)
