@@ -242,6 +242,15 @@ def _runner_tar() -> bytes:
     return buffer.getvalue()
 
 
+def with_prefix(prefix: str | None, cmd: str) -> str:
+    """The setup command runs in the same environment as every later command: behind the command prefix."""
+    if not prefix or not prefix.strip():
+        return cmd
+    prefix = prefix.strip()
+    glue = " " if prefix.endswith(("&&", ";")) else " && "
+    return prefix + glue + cmd
+
+
 def _container_name(run_label: str, name: str) -> str:
     slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"{run_label}-{name}").strip("-.")[:80]
     return f"codemonkeys-{slug}-{secrets.token_hex(3)}"
@@ -278,27 +287,26 @@ class DockerProvider(SandboxProvider):
         return self._client
 
     def _resolve_image(self) -> tuple[str, str]:
-        """(image, workdir): a ready image used in place (spec.workdir set: the repo is already inside, e.g.
-        SWE-bench's /testbed) or a repo image built from spec.image or the base image."""
+        """(image, workdir): a ready image used in place (spec.image with spec.workdir: the repo is already
+        inside, e.g. SWE-bench's /testbed) or a repo image built on spec.image or the base image."""
         spec = self.spec
         client = self.client
         engine.registry.sweep_once(client)
+        setup = with_prefix(spec.command_prefix, spec.setup) if spec.setup else None
         if spec.image and spec.workdir:
-            if spec.setup:
-                return images.build_setup_image(
-                    client, spec.image, spec.setup, spec.workdir, self._progress
-                ), spec.workdir
+            if setup:
+                return images.build_setup_image(client, spec.image, setup, spec.workdir, self._progress), spec.workdir
             images.ensure_image(client, spec.image, self._progress)
             return spec.image, spec.workdir
         tag = images.build_repo_image(
             client,
             Path(spec.repo_path),
             spec.commit,
-            setup=spec.setup,
+            setup=setup,
             base=spec.image or self.base_image,
             progress=self._progress,
         )
-        return tag, spec.workdir or images.REPO_WORKDIR
+        return tag, images.REPO_WORKDIR
 
     async def prepare(self) -> str:
         """Finds or builds the image once (the first open() does it otherwise); returns its name."""

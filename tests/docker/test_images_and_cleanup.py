@@ -141,7 +141,7 @@ async def test_ready_image_with_setup_gets_a_derived_image(make_provider, ready_
     provider = make_provider(
         image=ready_image,
         workdir="/testbed",
-        setup=". /opt/activate.sh && hello > /testbed/setup.txt",
+        setup="hello > /testbed/setup.txt",  # `hello` is on PATH only behind the command prefix
         command_prefix=". /opt/activate.sh;",
     )
     image = await provider.prepare()
