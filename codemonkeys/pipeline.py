@@ -9,14 +9,15 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from codemonkeys.config import Settings
 from codemonkeys.context import build_context
 from codemonkeys.context.models import ContextResult
-from codemonkeys.llm import BudgetExceeded, ModelClient, StageTotals
+from codemonkeys.llm import BoundModel, BudgetExceeded, ModelClient, StageTotals
 from codemonkeys.problem import Problem
 from codemonkeys.sandbox.base import SandboxProvider
 from codemonkeys.sandbox.factory import make_provider
@@ -25,7 +26,7 @@ from codemonkeys.trajectories.editing import run_editing
 from codemonkeys.trajectories.models import Candidate, EditingResult, SelectionResult, TestingResult, VoteResult
 from codemonkeys.trajectories.selection import run_selection
 from codemonkeys.trajectories.testing import run_testing
-from codemonkeys.voting import collect_candidates, vote
+from codemonkeys.voting import collect_candidates, distinct_scripts, vote
 
 log = logging.getLogger("codemonkeys.pipeline")
 
@@ -70,67 +71,75 @@ class _Generation(BaseModel):
     budget_exhausted: bool
 
 
+@dataclass
+class _Job:
+    """What every stage of one problem shares."""
+
+    problem: Problem
+    settings: Settings
+    client: ModelClient
+    store: RunStore
+    inst: InstanceStore
+    started: float = field(default_factory=time.monotonic)
+
+    def bind(self, stage: str, model: str, record: str, cache_prefix: int = 0) -> BoundModel:
+        return self.client.bind(
+            model=model,
+            instance=self.problem.instance_id,
+            stage=stage,
+            record=self.inst.path(record),
+            cache_prefix=cache_prefix,
+        )
+
+
 async def solve(problem: Problem, settings: Settings, client: ModelClient, store: RunStore) -> SolveResult:
     """Context → generation → voting → selection; every finished step is read back instead of redone."""
-    inst = store.instance(problem.instance_id)
-    done = inst.load("result.json", SolveResult)
+    job = _Job(problem, settings, client, store, store.instance(problem.instance_id))
+    done = job.inst.load("result.json", SolveResult)
     if done is not None and not done.budget_exhausted:
         log.info("%s: already solved in this run directory", problem.instance_id)
         return done
-    started = time.monotonic()
     _STAGE_SECONDS.set({})
-    inst.save("problem.json", problem)
+    job.inst.save("problem.json", problem)
     try:
         with _timed("context"):
-            context = await build_context(problem, client, settings, inst)
+            context = await build_context(problem, client, settings, job.inst)
     except BudgetExceeded as exc:
         log.warning("context: budget spent (%s)", exc)
-        return _finish(inst, store, client, problem, started, status="budget_exhausted", budget_exhausted=True)
+        return _finish(job, status="budget_exhausted", budget_exhausted=True)
     provider = await make_provider(settings, problem, run_label=store.root.name)
     log.info("sandbox: %s", provider.description)
     try:
-        return await _generate_and_choose(problem, settings, client, store, inst, context, provider, started)
+        return await _generate_and_choose(job, context, provider)
     finally:
         await provider.aclose()
 
 
-async def _generate_and_choose(
-    problem: Problem,
-    settings: Settings,
-    client: ModelClient,
-    store: RunStore,
-    inst: InstanceStore,
-    context: ContextResult,
-    provider: SandboxProvider,
-    started: float,
-) -> SolveResult:
+async def _generate_and_choose(job: _Job, context: ContextResult, provider: SandboxProvider) -> SolveResult:
     with _timed("generate"):
-        gen = await _generate(problem, settings, client, inst, context, provider)
-    finish = {"sandbox": provider.description, "trajectories": settings.samples}
+        gen = await _generate(job, context, provider)
+    finish = {"sandbox": provider.description, "trajectories": job.settings.samples}
     candidates = collect_candidates(gen.editing)
-    log.info("generate: %d candidate(s) from %d trajectories", len(candidates), settings.samples)
+    log.info("generate: %d candidate(s) from %d trajectories", len(candidates), job.settings.samples)
     if not candidates:
         status: Status = "budget_exhausted" if gen.budget_exhausted else "no_candidate"
-        return _finish(
-            inst, store, client, problem, started, status=status, budget_exhausted=gen.budget_exhausted, **finish
-        )
-    votes = inst.load("votes.json", VoteResult)
-    if votes is None:
-        scripts = [r.script for r in gen.editing if r.script]
+        return _finish(job, status=status, budget_exhausted=gen.budget_exhausted, **finish)
+    scripts = [r.script for r in gen.editing if r.script]
+    votes = job.inst.load("votes.json", VoteResult)
+    if votes is None or votes.candidate_ids != [c.id for c in candidates] or votes.scripts != distinct_scripts(scripts):
+        # New candidates (a resumed run that had run out of budget): the old votes and choice are stale.
+        for stale in ("selection.json", "selection.calls.json"):
+            job.inst.path(stale).unlink(missing_ok=True)
         with _timed("vote"):
-            votes = await vote(candidates, scripts, provider, settings)
-        inst.save("votes.json", votes)
+            votes = await vote(candidates, scripts, provider, job.settings)
+        job.inst.save("votes.json", votes)
     top = [next(c for c in candidates if c.id == cid) for cid in votes.top]
     log.info("vote: top %s with votes %s", [c.id for c in top], [votes.votes[c.id] for c in top])
     with _timed("select"):
-        selection, budget_hit = await _select(problem, settings, client, inst, context, provider, top, gen)
+        selection, budget_hit = await _select(job, context, provider, top)
     chosen = top[selection.chosen_id]
     return _finish(
-        inst,
-        store,
-        client,
-        problem,
-        started,
+        job,
         status="patched",
         patch=chosen.patch,
         chosen_candidate=chosen.id,
@@ -142,18 +151,12 @@ async def _generate_and_choose(
     )
 
 
-async def _generate(
-    problem: Problem,
-    settings: Settings,
-    client: ModelClient,
-    inst: InstanceStore,
-    context: ContextResult,
-    provider: SandboxProvider,
-) -> _Generation:
+async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider) -> _Generation:
     """Runs every testing → editing pair concurrently; a pair stopped by the budget is left unsaved to resume."""
+    settings, inst = job.settings, job.inst
     finished = 0
 
-    async def pair(i: int) -> tuple[TestingResult, EditingResult] | None:
+    async def pair(i: int) -> tuple[TestingResult, EditingResult]:
         nonlocal finished
         model = settings.models[i % len(settings.models)]
         testing = inst.load(f"testing/{i}.json", TestingResult)
@@ -162,15 +165,11 @@ async def _generate(
             sandbox = await provider.open(f"trajectory-{i}")
             try:
                 if testing is None:
-                    record = inst.path(f"testing/{i}.calls.json")
-                    bound = client.bind(model=model, instance=problem.instance_id, stage="testing", record=record)
-                    testing = await run_testing(problem, bound, sandbox, settings, i)
+                    bound = job.bind("testing", model, f"testing/{i}.calls.json")
+                    testing = await run_testing(job.problem, bound, sandbox, settings, i)
                     inst.save(f"testing/{i}.json", testing)
-                record = inst.path(f"editing/{i}.calls.json")
-                bound = client.bind(
-                    model=model, instance=problem.instance_id, stage="editing", record=record, cache_prefix=1
-                )
-                editing = await run_editing(problem, context, testing, bound, sandbox, settings, i)
+                bound = job.bind("editing", model, f"editing/{i}.calls.json", cache_prefix=1)
+                editing = await run_editing(job.problem, context, testing, bound, sandbox, settings, i)
                 inst.save(f"editing/{i}.json", editing)
             finally:
                 await sandbox.close()
@@ -191,7 +190,7 @@ async def _generate(
             budget = True
         elif isinstance(outcome, BaseException):
             log.error("generate: trajectory %d failed: %s", i, outcome)
-        elif outcome is not None:
+        else:
             testing_results.append(outcome[0])
             editing_results.append(outcome[1])
     if budget:
@@ -200,60 +199,42 @@ async def _generate(
 
 
 async def _select(
-    problem: Problem,
-    settings: Settings,
-    client: ModelClient,
-    inst: InstanceStore,
-    context: ContextResult,
-    provider: SandboxProvider,
-    top: list[Candidate],
-    gen: _Generation,
+    job: _Job, context: ContextResult, provider: SandboxProvider, top: list[Candidate]
 ) -> tuple[SelectionResult, bool]:
     """One candidate needs no selection; a spent budget falls back to the top-voted candidate."""
-    saved = inst.load("selection.json", SelectionResult)
+    saved = job.inst.load("selection.json", SelectionResult)
     if saved is not None:
         return saved, False
     if len(top) == 1:
         return SelectionResult(chosen_id=0, fallback=False), False
     example = next((s for s in top[0].scripts if s), "")
-    bound = client.bind(
-        model=settings.models[0],
-        instance=problem.instance_id,
-        stage="selection",
-        record=inst.path("selection.calls.json"),
-    )
+    bound = job.bind("selection", job.settings.models[0], "selection.calls.json")
     sandbox = await provider.open("selection")
     try:
-        selection = await run_selection(problem, context, top, example, bound, sandbox, settings)
+        selection = await run_selection(job.problem, context, top, example, bound, sandbox, job.settings)
     except BudgetExceeded:
         log.warning("select: budget spent; taking the top-voted candidate")
         return SelectionResult(chosen_id=0, fallback=True, error="budget spent"), True
     finally:
         await sandbox.close()
-    inst.save("selection.json", selection)
+    job.inst.save("selection.json", selection)
     log.info("select: candidate %d%s", top[selection.chosen_id].id, " (fallback)" if selection.fallback else "")
     return selection, False
 
 
-def _finish(
-    inst: InstanceStore,
-    store: RunStore,
-    client: ModelClient,
-    problem: Problem,
-    started: float,
-    **fields: object,
-) -> SolveResult:
+def _finish(job: _Job, **fields: Any) -> SolveResult:
+    instance_id = job.problem.instance_id
     result = SolveResult(
-        instance_id=problem.instance_id,
+        instance_id=instance_id,
         stage_seconds=dict(_STAGE_SECONDS.get()),
-        usage=client.stage_totals(problem.instance_id),
-        cost_usd=client.spent(problem.instance_id),
-        seconds=round(time.monotonic() - started, 2),
-        **fields,  # type: ignore[arg-type]
+        usage=job.client.stage_totals(instance_id),
+        cost_usd=job.client.spent(instance_id),
+        seconds=round(time.monotonic() - job.started, 2),
+        **fields,
     )
-    inst.save("result.json", result)
+    job.inst.save("result.json", result)
     if result.patch:
-        _record_prediction(store, problem.instance_id, result.patch)
+        _record_prediction(job.store, instance_id, result.patch)
     return result
 
 

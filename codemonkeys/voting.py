@@ -41,6 +41,15 @@ def changed_lines(patch: str) -> int:
     return sum(1 for line in patch.splitlines() if line[:1] in "+-" and not line.startswith(("+++ ", "--- ")) and line)
 
 
+def distinct_scripts(scripts: list[str]) -> list[str]:
+    """A script written twice votes once."""
+    unique: dict[str, str] = {}
+    for script in scripts:
+        if script.strip():
+            unique.setdefault(normalize(script), script)
+    return list(unique.values())
+
+
 async def vote(
     candidates: list[Candidate], scripts: list[str], provider: SandboxProvider, settings: Settings
 ) -> VoteResult:
@@ -49,11 +58,7 @@ async def vote(
     A sandbox that breaks (SandboxError or any crash) leaves its cell None, counted as no vote, and is replaced;
     the first such failure is kept in `error`.
     """
-    unique: dict[str, str] = {}
-    for script in scripts:
-        if script.strip():
-            unique.setdefault(normalize(script), script)
-    distinct = list(unique.values())
+    distinct = distinct_scripts(scripts)
     result = VoteResult(
         scripts=distinct,
         candidate_ids=[c.id for c in candidates],
