@@ -7,7 +7,7 @@ command. Stdlib only, and kept compatible with older Python 3 (SWE-bench images 
 went away, however it died) it exits, and with it the container.
 
 Requests: {"id", "op", ...}; answers: {"id", "ok": true, "result": {...}} or {"id", "ok": false, "error",
-"kind"}. Ops: init, run, run_script, write_file, read_file, apply_patch, diff, reset, ping.
+"kind"}. Ops: init, run, run_script, run_on, write_file, read_file, apply_patch, diff, reset, ping.
 """
 
 from __future__ import annotations
@@ -311,6 +311,13 @@ class Runner:
             return self.execute(self.python + " " + shlex.quote(script_path), timeout)
         finally:
             os.unlink(script_path)
+
+    def op_run_on(self, patch: str, script: str, timeout: float) -> dict:
+        """Reset, apply, run: the hot path of editing turns and voting, in one request."""
+        self.op_reset()
+        if patch.strip():
+            self.op_apply_patch(patch)
+        return self.op_run_script(script, timeout)
 
     def op_write_file(self, path: str, content: str) -> dict:
         target = self.path(path)

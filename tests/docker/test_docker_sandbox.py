@@ -135,12 +135,15 @@ async def test_diff_apply_patch_and_run_on_behave_like_the_local_sandbox(make_pr
         await sandbox.apply_patch(patch)
         assert await sandbox.diff() == patch
 
+        await sandbox.write_file("junk.txt", "left over\n")
         assert (await sandbox.run_on(patch, CHECK, timeout=20)).exit_code == 0
+        assert await sandbox.diff() == patch  # reset (junk gone), then the patch
         assert (await sandbox.run_on("", CHECK, timeout=20)).exit_code == 2
         broken = patch.replace("return a - b", "return a * b")
         with pytest.raises(PatchError):
             await sandbox.apply_patch(broken)
-        assert (await sandbox.run_on(broken, CHECK, timeout=20)).exit_code == -1
+        refused = await sandbox.run_on(broken, CHECK, timeout=20)
+        assert refused.exit_code == -1 and refused.output.startswith("the candidate patch does not apply")
         with pytest.raises(ValueError):
             await sandbox.write_file("../escape.txt", "x")
         with pytest.raises(ValueError):
