@@ -56,8 +56,16 @@ async def reset_and_run(sandbox: Sandbox) -> float:
     return time.perf_counter() - started
 
 
-async def warm(provider: DockerProvider | LocalProvider, runs: int) -> tuple[list[float], list[float]]:
-    """(reset + run latencies, reset-alone latencies) in one sandbox."""
+async def run_on(sandbox: Sandbox) -> float:
+    started = time.perf_counter()
+    result = await sandbox.run_on("", SCRIPT, TIMEOUT)
+    if result.exit_code != 0:
+        raise SystemExit(f"the benchmark script failed: {result.output}")
+    return time.perf_counter() - started
+
+
+async def warm(provider: DockerProvider | LocalProvider, runs: int) -> tuple[list[float], list[float], list[float]]:
+    """(reset + run latencies, reset-alone latencies, run_on latencies) in one sandbox."""
     sandbox = await provider.open("bench")
     try:
         await reset_and_run(sandbox)  # first run warms caches
@@ -67,7 +75,8 @@ async def warm(provider: DockerProvider | LocalProvider, runs: int) -> tuple[lis
             started = time.perf_counter()
             await sandbox.reset()
             resets.append(time.perf_counter() - started)
-        return totals, resets
+        combined = [await run_on(sandbox) for _ in range(runs)]
+        return totals, resets, combined
     finally:
         await sandbox.close()
 
@@ -135,20 +144,22 @@ async def main(args: argparse.Namespace) -> None:
             print(f"docker: {provider.description}, limits {provider.limits.model_dump()}")
             print(f"machine: {os.cpu_count()} cores")
 
-            totals, resets = await warm(provider, args.runs)
+            totals, resets, combined = await warm(provider, args.runs)
             warm_median = statistics.median(totals)
             print(f"(a) warm container, reset + run: median {ms(warm_median)} over {args.runs} runs")
             print(f"    reset alone: median {ms(statistics.median(resets))}")
+            print(f"    run_on (reset + patch + run in one request): median {ms(statistics.median(combined))}")
 
             fresh = [await asyncio.to_thread(fresh_container_run, provider) for _ in range(args.fresh_runs)]
             fresh_median = statistics.median(fresh)
             print(f"(b) fresh container per run: median {ms(fresh_median)} over {args.fresh_runs} runs")
 
             local = LocalProvider(spec)
-            local_totals, local_resets = await warm(local, args.runs)
+            local_totals, local_resets, local_combined = await warm(local, args.runs)
             await local.aclose()
             print(f"(c) local sandbox, reset + run: median {ms(statistics.median(local_totals))} over {args.runs} runs")
             print(f"    local reset alone: median {ms(statistics.median(local_resets))}")
+            print(f"    local run_on: median {ms(statistics.median(local_combined))}")
 
             print(f"ratio fresh/warm (b/a): {fresh_median / warm_median:.1f}x")
 
