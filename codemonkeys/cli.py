@@ -95,6 +95,16 @@ def solve(
     setup: Annotated[
         str | None, typer.Option(help="Command run once in the repo image (e.g. pip install -e .).")
     ] = None,
+    max_containers: Annotated[
+        int | None, typer.Option(help="Most docker sandboxes open at once. [default: 2 x CPU count]")
+    ] = None,
+    workdir: Annotated[
+        str | None, typer.Option(help="Repository path inside a ready image (SWE-bench images: /testbed).")
+    ] = None,
+    command_prefix: Annotated[
+        str | None,
+        typer.Option(help="Shell prefix that sets up the image's environment (e.g. 'source activate testbed &&')."),
+    ] = None,
     test_timeout: Annotated[float | None, typer.Option(help="Seconds a test script may run. [default: 100]")] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Run directory; the same directory resumes a killed run. [default: runs/<id>]")
@@ -124,6 +134,9 @@ def solve(
             sandbox_network=sandbox_network,
             image=image,
             setup=setup,
+            max_containers=max_containers,
+            workdir=workdir,
+            command_prefix=command_prefix,
             test_timeout=test_timeout,
             run_dir=run_dir,
         )
