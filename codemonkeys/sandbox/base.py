@@ -6,6 +6,10 @@ from abc import ABC, abstractmethod
 
 from pydantic import BaseModel
 
+from codemonkeys.sandbox.runner import truncate_middle
+
+__all__ = ["ExecResult", "PatchError", "Sandbox", "SandboxError", "SandboxProvider", "SandboxSpec", "truncate_middle"]
+
 
 class ExecResult(BaseModel):
     exit_code: int
@@ -20,17 +24,6 @@ class PatchError(Exception):
 
 class SandboxError(Exception):
     """The sandbox itself failed (container died, worktree vanished): the trajectory using it ends."""
-
-
-def truncate_middle(text: str, limit: int) -> str:
-    """Keeps the head and tail, where tracebacks and summaries live, and says how much was cut."""
-    if len(text) <= limit:
-        return text
-    marker = "\n\n... [{} characters cut] ...\n\n"
-    keep = max(limit - len(marker.format(len(text))), 0)
-    head = keep // 2
-    tail = keep - head
-    return text[:head] + marker.format(len(text) - keep) + (text[-tail:] if tail else "")
 
 
 class Sandbox(ABC):

@@ -30,8 +30,8 @@ from codemonkeys.sandbox.base import (
     SandboxError,
     SandboxProvider,
     SandboxSpec,
-    truncate_middle,
 )
+from codemonkeys.sandbox.runner import Capture
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,6 @@ _GIT_LOCATION = frozenset(
 _WORKTREE_PREFIX = "codemonkeys-wt-"
 _OWNER_FILE = "owner.pid"
 _GRACE = 0.5  # seconds to drain output after the process group is gone
-_KEEP_BYTES = 1 << 20  # head and tail each kept while reading, so huge output never sits in memory
 _GIT_FLAGS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 
@@ -131,32 +130,7 @@ def _command_argv(cmd: str, mode: str) -> list[str]:
     return shell
 
 
-class _Output:
-    """Keeps the head and tail of a stream, counting what falls out of the middle."""
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.dropped = 0
-
-    def add(self, chunk: bytes) -> None:
-        room = self.keep - len(self.head)
-        if room > 0:
-            self.head += chunk[:room]
-            chunk = chunk[room:]
-        self.tail += chunk
-        if len(self.tail) > 2 * self.keep:
-            cut = len(self.tail) - self.keep
-            del self.tail[:cut]
-            self.dropped += cut
-
-    def text(self, limit: int) -> str:
-        """Cut in the middle; beyond 2 MiB of output the marker's count covers only the bytes kept."""
-        return truncate_middle((self.head + self.tail).decode(errors="replace"), limit)
-
-
-async def _drain(reader: asyncio.StreamReader, out: _Output) -> None:
+async def _drain(reader: asyncio.StreamReader, out: Capture) -> None:
     while chunk := await reader.read(1 << 16):
         out.add(chunk)
 
@@ -194,7 +168,7 @@ async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: f
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", buffering=0)
     )
-    out = _Output(_KEEP_BYTES)
+    out = Capture(limit)
     draining = asyncio.ensure_future(_drain(reader, out))
     timed_out = False
     try:
@@ -218,7 +192,7 @@ async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: f
     if code < 0:
         code = 128 - code
     return ExecResult(
-        exit_code=code, output=out.text(limit), timed_out=timed_out, seconds=round(time.monotonic() - start, 3)
+        exit_code=code, output=out.text(), timed_out=timed_out, seconds=round(time.monotonic() - start, 3)
     )
 
 

@@ -59,8 +59,8 @@ class Capture:
             self.dropped += excess
 
     def text(self) -> str:
-        """Same result as codemonkeys.sandbox.base.truncate_middle on the whole output (the cut count is
-        approximate only when the output exceeded the memory bound)."""
+        """Same result as truncate_middle on the whole output (the cut count is approximate only when the
+        output exceeded the memory bound)."""
         if not self.dropped:
             return truncate_middle(bytes(self.head + self.tail).decode("utf-8", "replace"), self.limit)
         head = bytes(self.head).decode("utf-8", "replace")
@@ -73,7 +73,8 @@ class Capture:
 
 
 def truncate_middle(text: str, limit: int) -> str:
-    """A copy of codemonkeys.sandbox.base.truncate_middle: this file cannot import the package."""
+    """Keeps the head and tail, where tracebacks and summaries live, and says how much was cut. Defined here,
+    in the stdlib-only runner that is copied into containers, and re-exported by codemonkeys.sandbox.base."""
     if len(text) <= limit:
         return text
     keep = max(limit - len(MARKER.format(len(text))), 0)
