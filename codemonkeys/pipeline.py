@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from codemonkeys.config import Settings
 from codemonkeys.context import build_context
 from codemonkeys.context.models import ContextResult
-from codemonkeys.llm import BoundModel, BudgetExceeded, ModelClient, StageTotals
+from codemonkeys.llm import BoundModel, BudgetExceeded, ModelCallError, ModelClient, StageTotals
 from codemonkeys.problem import Problem
 from codemonkeys.sandbox.base import SandboxProvider
 from codemonkeys.sandbox.factory import make_provider
@@ -30,7 +30,9 @@ from codemonkeys.voting import collect_candidates, distinct_scripts, vote
 
 log = logging.getLogger("codemonkeys.pipeline")
 
-Status = Literal["patched", "no_candidate", "budget_exhausted"]
+Status = Literal["patched", "no_candidate", "budget_exhausted", "model_error"]
+# A rerun of the same command picks these up again instead of returning them as final.
+_RESUMABLE = ("budget_exhausted", "model_error")
 
 _STAGE_SECONDS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("stage_seconds")
 
@@ -58,6 +60,8 @@ class SolveResult(BaseModel):
     trajectories: int = 0
     selection_fallback: bool = False
     budget_exhausted: bool = False
+    model_errors: int = 0
+    error: str | None = None
     sandbox: str = ""
     usage: dict[str, StageTotals] = {}
     cost_usd: float = 0.0
@@ -69,6 +73,7 @@ class _Generation(BaseModel):
     testing: list[TestingResult]
     editing: list[EditingResult]
     budget_exhausted: bool
+    model_errors: list[str]
 
 
 @dataclass
@@ -96,7 +101,7 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
     """Context → generation → voting → selection; every finished step is read back instead of redone."""
     job = _Job(problem, settings, client, store, store.instance(problem.instance_id))
     done = job.inst.load("result.json", SolveResult)
-    if done is not None and not done.budget_exhausted:
+    if done is not None and done.status not in _RESUMABLE and not done.budget_exhausted:
         log.info("%s: already solved in this run directory", problem.instance_id)
         return done
     _STAGE_SECONDS.set({})
@@ -107,6 +112,9 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
     except BudgetExceeded as exc:
         log.warning("context: budget spent (%s)", exc)
         return _finish(job, status="budget_exhausted", budget_exhausted=True)
+    except ModelCallError as exc:
+        log.error("context: the model provider failed: %s", exc)
+        return _finish(job, status="model_error", error=f"context: {exc}")
     provider = await make_provider(settings, problem, run_label=store.root.name)
     log.info("sandbox: %s", provider.description)
     try:
@@ -118,11 +126,20 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
 async def _generate_and_choose(job: _Job, context: ContextResult, provider: SandboxProvider) -> SolveResult:
     with _timed("generate"):
         gen = await _generate(job, context, provider)
-    finish = {"sandbox": provider.description, "trajectories": job.settings.samples}
+    finish: dict[str, Any] = {
+        "sandbox": provider.description,
+        "trajectories": job.settings.samples,
+        "model_errors": len(gen.model_errors),
+        "error": gen.model_errors[0] if gen.model_errors else None,
+    }
     candidates = collect_candidates(gen.editing)
     log.info("generate: %d candidate(s) from %d trajectories", len(candidates), job.settings.samples)
     if not candidates:
-        status: Status = "budget_exhausted" if gen.budget_exhausted else "no_candidate"
+        status: Status = "no_candidate"
+        if gen.budget_exhausted:
+            status = "budget_exhausted"
+        elif gen.model_errors:
+            status = "model_error"
         return _finish(job, status=status, budget_exhausted=gen.budget_exhausted, **finish)
     scripts = [r.script for r in gen.editing if r.script]
     votes = job.inst.load("votes.json", VoteResult)
@@ -152,7 +169,8 @@ async def _generate_and_choose(job: _Job, context: ContextResult, provider: Sand
 
 
 async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider) -> _Generation:
-    """Runs every testing → editing pair concurrently; a pair stopped by the budget is left unsaved to resume."""
+    """Runs every testing → editing pair concurrently; a pair stopped by the budget or by a failing provider
+    is left unsaved, so a rerun resumes it."""
     settings, inst = job.settings, job.inst
     finished = 0
 
@@ -184,10 +202,13 @@ async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider
         return testing, editing
 
     outcomes = await asyncio.gather(*(pair(i) for i in range(settings.samples)), return_exceptions=True)
-    testing_results, editing_results, budget = [], [], False
+    testing_results, editing_results, budget, model_errors = [], [], False, []
     for i, outcome in enumerate(outcomes):
         if isinstance(outcome, BudgetExceeded):
             budget = True
+        elif isinstance(outcome, ModelCallError):
+            log.error("generate: trajectory %d stopped, the model provider failed: %s", i, outcome)
+            model_errors.append(f"trajectory {i}: {outcome}")
         elif isinstance(outcome, BaseException):
             log.error("generate: trajectory %d failed: %s", i, outcome)
         else:
@@ -195,7 +216,9 @@ async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider
             editing_results.append(outcome[1])
     if budget:
         log.warning("generate: budget spent; %d trajectories finished", len(editing_results))
-    return _Generation(testing=testing_results, editing=editing_results, budget_exhausted=budget)
+    return _Generation(
+        testing=testing_results, editing=editing_results, budget_exhausted=budget, model_errors=model_errors
+    )
 
 
 async def _select(

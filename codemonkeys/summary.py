@@ -19,6 +19,11 @@ def print_summary(result: SolveResult, run_dir: Path, console: Console | None = 
         console.print(f"[bold green]patch chosen[/]: {chosen}")
     else:
         console.print(f"[bold red]no patch[/]: {result.status.replace('_', ' ')}")
+    if result.status == "model_error" or result.model_errors:
+        console.print(
+            f"[yellow]the model provider failed ({result.error}); rerun the same command to resume: "
+            "finished calls are not repeated[/]"
+        )
     if result.budget_exhausted:
         console.print(
             "[yellow]the budget ran out: unfinished work stops here; rerun with a larger --budget to resume[/]"

@@ -15,7 +15,7 @@ from codemonkeys.context import RESULT, build_context
 from codemonkeys.context.models import ContextResult
 from codemonkeys.context.ranking import average_order, pack, parse_ranking
 from codemonkeys.context.relevance import RELEVANCE_LOG, AnswerFormatError, parse_relevance
-from codemonkeys.llm import BudgetExceeded, ModelClient
+from codemonkeys.llm import BudgetExceeded, ModelCallError, ModelClient
 from codemonkeys.problem import Problem
 from codemonkeys.repo_files import SourceFile, estimate_tokens
 from codemonkeys.store import InstanceStore, RunStore, read_jsonl
@@ -60,7 +60,7 @@ class ScriptedModel:
         match = FILE_PATH.search(first)
         assert match, "a relevance prompt names its file"
         path = match.group(1)
-        if path == "calc/broken.py":
+        if path == "calc/broken.py" and path not in self.relevance:
             raise RuntimeError("the model endpoint fails for this file")
         answers = self.relevance.get(path, [answer(None)])
         return answers[min(turn, len(answers) - 1)]
@@ -354,17 +354,26 @@ async def test_resume_asks_only_for_missing_verdicts_and_replays_rankings(proble
     assert third == second
 
 
-async def test_a_failing_call_is_recorded_and_the_others_go_on(tmp_path: Path) -> None:
+async def test_a_failing_provider_stops_the_context_and_a_rerun_asks_only_the_failed_file(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     sha = commit_files(repo, {"calc/ops.py": REPO_FILES["calc/ops.py"], "calc/broken.py": "x = 1\n"})
     problem = Problem(instance_id="calc-1", repo_path=str(repo), commit=sha, issue=ISSUE)
     with FakeModelServer(ScriptedModel(RELEVANCE, GOOD_RANKINGS[:1] * 3)) as server:
         client, settings, store = setup(server, tmp_path)
+        with pytest.raises(ModelCallError, match="1 of 2 files could not be judged"):
+            await build_context(problem, client, settings, store)
+    assert not store.exists(RESULT), "a context with holes is never frozen"
+    verdicts = {r["path"]: r for r in read_jsonl(store.path(RELEVANCE_LOG))}
+    assert verdicts["calc/broken.py"]["call_failed"] and "model call failed" in verdicts["calc/broken.py"]["error"]
+    assert verdicts["calc/ops.py"]["relevant"]
+
+    healed = {**RELEVANCE, "calc/broken.py": [answer(None)]}
+    with FakeModelServer(ScriptedModel(healed, GOOD_RANKINGS[:1] * 3)) as server:
+        client, settings, store = setup(server, tmp_path)
         result = await build_context(problem, client, settings, store)
-    broken = next(v for v in result.relevance if v.path == "calc/broken.py")
-    assert broken.relevant is None and broken.call_failed and "model call failed" in broken.error
+    assert relevance_calls(server) == ["calc/broken.py"]
     assert result.ranked == ["calc/ops.py"]
-    assert "1 files have no relevance verdict" in result.notes[0]
+    assert not result.notes
 
 
 async def test_budget_exceeded_propagates_and_keeps_finished_verdicts(problem: Problem, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from codemonkeys.config import Settings
 from codemonkeys.context.models import ContextFile, ContextResult
 from codemonkeys.edits import apply_edits, make_diff, parse_edit_blocks
-from codemonkeys.llm import BoundModel, BudgetExceeded, ModelClient
+from codemonkeys.llm import BoundModel, BudgetExceeded, ModelCallError, ModelClient
 from codemonkeys.problem import Problem
 from codemonkeys.sandbox.base import Sandbox, SandboxSpec
 from codemonkeys.sandbox.local import LocalProvider
@@ -182,12 +182,15 @@ async def test_testing_timeout_is_shown_as_such(fake_server, settings_for, probl
     assert "timed out: killed after 1 seconds" in last_user(server.calls[1])
 
 
-async def test_testing_model_failure_is_an_error_result(fake_server, settings_for, problem, sandbox, model) -> None:
+async def test_testing_model_failure_propagates_to_be_resumed(
+    fake_server, settings_for, problem, sandbox, model
+) -> None:
+    """A provider that keeps failing is not the trajectory's fault: the pipeline leaves it unsaved to rerun."""
     server = fake_server(scripted("<done>"), fault_rate=1.0, faults=("401",))
     settings = settings_for(server, iterations=3)
-    result = await run_testing(problem, model(settings, "testing"), sandbox, settings, 0)
-    assert result.script is None
-    assert result.error is not None and result.error.startswith("ModelCallError")
+    with pytest.raises(ModelCallError, match=r"401|Authentication"):
+        await run_testing(problem, model(settings, "testing"), sandbox, settings, 0)
+    assert server.requests == 1
 
 
 async def test_testing_budget_exceeded_propagates(fake_server, settings_for, problem, sandbox, model) -> None:

@@ -10,7 +10,7 @@ from codemonkeys.config import Settings
 from codemonkeys.context.models import ContextResult
 from codemonkeys.context.ranking import average_order, pack, rank_files
 from codemonkeys.context.relevance import judge_files
-from codemonkeys.llm import ModelClient
+from codemonkeys.llm import ModelCallError, ModelClient
 from codemonkeys.problem import Problem
 from codemonkeys.repo_files import list_source_files
 from codemonkeys.store import InstanceStore
@@ -34,6 +34,11 @@ async def build_context(
     )
     log.info("context: %d source files read, %d skipped", len(files), len(skipped))
     verdicts = await judge_files(problem, files, client, settings, store)
+    failed = [v for v in verdicts if v.call_failed]
+    if failed:
+        # The provider failed even after retries: stop here so a rerun asks again for just these files,
+        # rather than freezing a context with holes into ranking.json.
+        raise ModelCallError(f"{len(failed)} of {len(verdicts)} files could not be judged: {failed[0].error}")
     relevant = [v for v in verdicts if v.relevant]
     errors = sum(v.relevant is None for v in verdicts)
     log.info("context: %d of %d files relevant (%d without a verdict)", len(relevant), len(verdicts), errors)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from codemonkeys.config import Settings
 from codemonkeys.context.models import ContextResult
 from codemonkeys.edits import EditFormatError, apply_edits, check_syntax_of, make_diff, parse_edit_blocks
-from codemonkeys.llm import BoundModel, BudgetExceeded
+from codemonkeys.llm import BoundModel, BudgetExceeded, ModelCallError
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.sandbox.base import ExecResult, Sandbox
@@ -43,7 +43,8 @@ async def run_editing(
     settings: Settings,
     index: int,
 ) -> EditingResult:
-    """Never raises but for BudgetExceeded; without a script from testing it makes no call at all."""
+    """Never raises but for BudgetExceeded and ModelCallError (a rerun resumes both); without a script from
+    testing it makes no call at all."""
     result = EditingResult(index=index, script=testing.script)
     if not testing.script:
         why = f" ({testing.error})" if testing.error else ""
@@ -51,7 +52,7 @@ async def run_editing(
         return result
     try:
         await _Editing(problem, context, model, sandbox, settings, result).converse()
-    except BudgetExceeded:
+    except (BudgetExceeded, ModelCallError):
         raise
     except Exception as exc:
         result.error = crash_message(exc)

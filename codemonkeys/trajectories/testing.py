@@ -4,7 +4,7 @@ and let the model correct it until it accepts the script or runs out of turns.""
 from __future__ import annotations
 
 from codemonkeys.config import Settings
-from codemonkeys.llm import BoundModel, BudgetExceeded
+from codemonkeys.llm import BoundModel, BudgetExceeded, ModelCallError
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.sandbox.base import Sandbox
@@ -25,11 +25,12 @@ from codemonkeys.trajectories.tags import AnswerFormatError, Kind, describe, par
 async def run_testing(
     problem: Problem, model: BoundModel, sandbox: Sandbox, settings: Settings, index: int
 ) -> TestingResult:
-    """Never raises but for BudgetExceeded: a crash ends the trajectory with `error` set and the last script kept."""
+    """Never raises but for BudgetExceeded and ModelCallError (a rerun resumes both): a crash ends the
+    trajectory with `error` set and the last script kept."""
     result = TestingResult(index=index)
     try:
         await _converse(problem, model, sandbox, settings, result)
-    except BudgetExceeded:
+    except (BudgetExceeded, ModelCallError):
         raise
     except Exception as exc:
         result.error = crash_message(exc)

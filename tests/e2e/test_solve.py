@@ -281,3 +281,24 @@ def test_help_answers_without_importing_litellm() -> None:
     assert helped.returncode == 0
     for flag in ("--repo", "--issue", "--samples", "--budget", "--sandbox", "--run-dir"):
         assert flag in helped.stdout
+
+
+def test_provider_outage_loses_nothing_and_a_rerun_finishes(repo: Path, tmp_path: Path) -> None:
+    env = {**_env(), "CODEMONKEYS_MAX_RETRIES": "1", "CODEMONKEYS_RETRY_BASE_DELAY": "0.01"}
+    common = ["--model", "openai/right", "--samples", "2", "--run-dir", str(tmp_path / "r")]
+    with FakeModelServer(oracle, fault_rate=1.0, faults=("503",)) as down:
+        proc = subprocess.run(
+            solve_args(repo, tmp_path, down, *common), capture_output=True, text=True, env=env, timeout=300
+        )
+    assert proc.returncode == 1
+    assert "rerun the same command to resume" in " ".join(proc.stderr.split())
+    result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
+    assert result["status"] == "model_error" and "could not be judged" in result["error"]
+    assert not list((tmp_path / "r").glob("*/context/ranking.json"))
+
+    with FakeModelServer(oracle) as up:
+        proc = subprocess.run(
+            solve_args(repo, tmp_path, up, *common), capture_output=True, text=True, env=env, timeout=300
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "mid - 1" in (tmp_path / "fix.patch").read_text()
