@@ -19,7 +19,7 @@ import pytest
 
 from codemonkeys.sandbox import ExecResult, PatchError, SandboxError
 from codemonkeys.sandbox.base import SandboxSpec
-from codemonkeys.sandbox.local import LocalProvider, LocalSandbox, is_secret, network_isolation_mode
+from codemonkeys.sandbox.local import LocalProvider, LocalSandbox, _resolve_python, is_secret, network_isolation_mode
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
@@ -492,3 +492,22 @@ async def test_unknown_commit_is_a_sandbox_error(repo: Path) -> None:
     with pytest.raises(SandboxError, match="not found"):
         await prov.open("x")
     await prov.aclose()
+
+
+async def test_a_pyenv_shim_is_resolved_once_to_the_real_interpreter(tmp_path: Path) -> None:
+    """The shim is a bash script costing ~100 ms a run; the sandbox asks pyenv once which python it means."""
+    root = tmp_path / "pyenv"
+    (root / "shims").mkdir(parents=True)
+    (root / "libexec").mkdir()
+    shim = root / "shims" / "python"
+    shim.write_text("#!/bin/sh\nexit 99\n")
+    shim.chmod(0o755)
+    pyenv = root / "libexec" / "pyenv"
+    pyenv.write_text(f'#!/bin/sh\n[ "$1 $2" = "which python" ] && echo {sys.executable}\n')
+    pyenv.chmod(0o755)
+    assert await _resolve_python({"PATH": str(root / "shims")}, tmp_path) == sys.executable
+    plain = tmp_path / "bin"
+    plain.mkdir()
+    (plain / "python").symlink_to(sys.executable)
+    assert await _resolve_python({"PATH": str(plain)}, tmp_path) == "python"
+    assert await _resolve_python({"PATH": str(tmp_path / "empty")}, tmp_path) == sys.executable

@@ -135,6 +135,31 @@ async def _drain(reader: asyncio.StreamReader, out: Capture) -> None:
         out.add(chunk)
 
 
+async def _resolve_python(env: Mapping[str, str], cwd: Path) -> str:
+    """`python` from PATH, or this interpreter when there is none. A pyenv shim (a bash script that costs
+    ~100 ms a run, more than most test scripts) is resolved once to the interpreter it would pick here."""
+    found = shutil.which("python", path=env["PATH"])
+    if found is None:
+        return shlex.quote(sys.executable)
+    root = Path(found).parent.parent
+    pyenv = root / "libexec" / "pyenv"
+    if Path(found).parent.name != "shims" or not pyenv.is_file():
+        return "python"
+    proc = await asyncio.create_subprocess_exec(
+        str(pyenv),
+        "which",
+        "python",
+        cwd=cwd,
+        env={**env, "PYENV_ROOT": str(root)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    out, _ = await proc.communicate()
+    resolved = out.decode(errors="replace").strip()
+    return shlex.quote(resolved) if proc.returncode == 0 and os.path.isfile(resolved) else "python"
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -331,8 +356,8 @@ class LocalSandbox(Sandbox):
         roots = [str(self.tree)] + ([str(self.tree / "src")] if (self.tree / "src").is_dir() else [])
         env["PYTHONPATH"] = os.pathsep.join(roots + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         self._env = env
-        if self._python == "python" and shutil.which("python", path=env["PATH"]) is None:
-            self._python = shlex.quote(sys.executable)
+        if self._python == "python":
+            self._python = await _resolve_python(env, self.tree)
 
     def _live(self) -> None:
         if self._closed:
