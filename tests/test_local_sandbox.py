@@ -19,7 +19,7 @@ import pytest
 
 from codemonkeys.sandbox import ExecResult, PatchError, SandboxError
 from codemonkeys.sandbox.base import SandboxSpec
-from codemonkeys.sandbox.local import LocalProvider, LocalSandbox, _resolve_python, is_secret, network_isolation_mode
+from codemonkeys.sandbox.local import LocalProvider, LocalSandbox, resolve_python, is_secret, network_isolation_mode
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
@@ -505,9 +505,9 @@ async def test_a_pyenv_shim_is_resolved_once_to_the_real_interpreter(tmp_path: P
     pyenv = root / "libexec" / "pyenv"
     pyenv.write_text(f'#!/bin/sh\n[ "$1 $2" = "which python" ] && echo {sys.executable}\n')
     pyenv.chmod(0o755)
-    assert await _resolve_python({"PATH": str(root / "shims")}, tmp_path) == sys.executable
+    assert await resolve_python({"PATH": str(root / "shims")}, tmp_path) == sys.executable
     plain = tmp_path / "bin"
     plain.mkdir()
     (plain / "python").symlink_to(sys.executable)
-    assert await _resolve_python({"PATH": str(plain)}, tmp_path) == "python"
-    assert await _resolve_python({"PATH": str(tmp_path / "empty")}, tmp_path) == sys.executable
+    assert await resolve_python({"PATH": str(plain)}, tmp_path) == "python"
+    assert await resolve_python({"PATH": str(tmp_path / "empty")}, tmp_path) == sys.executable

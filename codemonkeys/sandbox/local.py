@@ -135,7 +135,7 @@ async def _drain(reader: asyncio.StreamReader, out: Capture) -> None:
         out.add(chunk)
 
 
-async def _resolve_python(env: Mapping[str, str], cwd: Path) -> str:
+async def resolve_python(env: Mapping[str, str], cwd: Path) -> str:
     """`python` from PATH, or this interpreter when there is none. A pyenv shim (a bash script that costs
     ~100 ms a run, more than most test scripts) is resolved once to the interpreter it would pick here."""
     found = shutil.which("python", path=env["PATH"])
@@ -357,7 +357,7 @@ class LocalSandbox(Sandbox):
         env["PYTHONPATH"] = os.pathsep.join(roots + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         self._env = env
         if self._python == "python":
-            self._python = await _resolve_python(env, self.tree)
+            self._python = await resolve_python(env, self.tree)
 
     def _live(self) -> None:
         if self._closed:
