@@ -19,7 +19,7 @@ import pytest
 
 from codemonkeys.sandbox import ExecResult, PatchError, SandboxError
 from codemonkeys.sandbox.base import SandboxSpec
-from codemonkeys.sandbox.local import LocalProvider, LocalSandbox, resolve_python, is_secret, network_isolation_mode
+from codemonkeys.sandbox.local import LocalProvider, LocalSandbox, is_secret, network_isolation_mode, resolve_python
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
