@@ -143,12 +143,12 @@ def solve(
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         raise _fail(_settings_error(exc)) from None
     issue_text = _read_issue(issue)
+    _check_keys(settings)
     clones = (settings.run_dir or Path("runs")) / "_repos"
     try:
         problem = make_problem(repo, commit, issue_text, clones)
     except ProblemError as exc:
         raise _fail(str(exc)) from None
-    _check_keys(settings)
     if settings.run_dir is None:
         settings.run_dir = Path("runs") / problem.instance_id
     code = asyncio.run(_solve(problem, settings, out))
