@@ -31,7 +31,7 @@ from codemonkeys.sandbox.base import (
     SandboxProvider,
     SandboxSpec,
 )
-from codemonkeys.sandbox.runner import Capture
+from codemonkeys.sandbox.runner import DIFF_ARGS, Capture
 
 log = logging.getLogger(__name__)
 
@@ -416,18 +416,7 @@ class LocalSandbox(Sandbox):
         self._live()
         await _git("add", "-A", cwd=self.tree)
         try:
-            return await _git(
-                "diff",
-                "--cached",
-                "--binary",
-                "--no-color",
-                "--no-ext-diff",
-                "--no-renames",
-                "--src-prefix=a/",
-                "--dst-prefix=b/",
-                self.commit,
-                cwd=self.tree,
-            )
+            return await _git(*DIFF_ARGS, self.commit, cwd=self.tree)
         finally:
             await _git("reset", "-q", cwd=self.tree)
 

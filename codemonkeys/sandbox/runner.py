@@ -27,6 +27,17 @@ import time
 TIMEOUT_EXIT_CODE = 124
 GRACE_AFTER_EXIT = 0.2  # seconds of output still read from background children once the command has exited
 MARKER = "\n\n... [{} characters cut] ...\n\n"
+# The staged tree against the pristine commit as a patch `git apply` takes back, whatever the user's git config.
+DIFF_ARGS = (
+    "diff",
+    "--cached",
+    "--binary",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-renames",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
 
 
 class RequestError(Exception):
@@ -356,18 +367,7 @@ class Runner:
             env = dict(self.env)
             env["GIT_INDEX_FILE"] = index
             self.git("add", "-A", env=env)
-            text = self.git(
-                "diff",
-                "--cached",
-                "--binary",
-                "--no-color",
-                "--no-ext-diff",
-                "--no-renames",
-                "--src-prefix=a/",
-                "--dst-prefix=b/",
-                self.head,
-                env=env,
-            )
+            text = self.git(*DIFF_ARGS, self.head, env=env)
         finally:
             if os.path.exists(index):
                 os.unlink(index)

@@ -18,6 +18,7 @@ from tests.fake_model_server import FakeModelServer
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "codemonkeys"]
 
 
 def _env() -> dict[str, str]:
@@ -30,9 +31,7 @@ def solve_args(repo: Path, tmp: Path, server: FakeModelServer, *extra: str) -> l
     issue = tmp / "issue.md"
     issue.write_text(ISSUE)
     return [
-        sys.executable,
-        "-m",
-        "codemonkeys",
+        *CLI,
         "solve",
         "--repo",
         str(repo),
@@ -205,7 +204,7 @@ def test_budget_exhaustion_stops_cleanly_and_resumes(repo: Path, tmp_path: Path)
 
 
 def _cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, "-m", "codemonkeys", *args], **kw)
+    return run([*CLI, *args], **kw)
 
 
 def test_bad_input_gets_one_clear_line_and_exit_2(repo: Path, tmp_path: Path) -> None:
@@ -234,18 +233,7 @@ def test_missing_provider_key_is_reported_before_any_work(repo: Path, tmp_path: 
     issue.write_text(ISSUE)
     env = {k: v for k, v in _env().items() if "ANTHROPIC" not in k}
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "codemonkeys",
-            "solve",
-            "--repo",
-            str(repo),
-            "--issue",
-            str(issue),
-            "--model",
-            "anthropic/claude-sonnet-4-5",
-        ],
+        [*CLI, "solve", "--repo", str(repo), "--issue", str(issue), "--model", "anthropic/claude-sonnet-4-5"],
         capture_output=True,
         text=True,
         env=env,
