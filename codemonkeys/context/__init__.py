@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from pathlib import Path
 
 from codemonkeys.config import Settings
@@ -32,7 +33,14 @@ async def build_context(
     files, skipped = await asyncio.to_thread(
         list_source_files, Path(problem.repo_path), problem.commit, settings.max_file_tokens
     )
-    log.info("context: %d source files read, %d skipped", len(files), len(skipped))
+    reasons = Counter(s.reason.split(":")[0].split(" (")[0] for s in skipped)
+    why = ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+    log.info(
+        "context: %d source files read, %d skipped%s (-v lists them)",
+        len(files),
+        len(skipped),
+        f" ({why})" if why else "",
+    )
     verdicts = await judge_files(problem, files, client, settings, store)
     failed = [v for v in verdicts if v.call_failed]
     if failed:
