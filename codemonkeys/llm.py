@@ -185,6 +185,7 @@ class ModelClient:
         self.usage_path = usage_path
         self._totals: dict[tuple[str, str], StageTotals] = {}
         self._reserved: dict[str, float] = {}
+        self._model_cost: dict[str, float] = {}
         self._offset = 0
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
             weakref.WeakKeyDictionary()
@@ -339,6 +340,13 @@ class ModelClient:
 
     def _count(self, record: CallRecord) -> None:
         self._totals.setdefault((record.instance, record.stage), StageTotals()).add(record)
+        if record.ok:
+            self._model_cost[record.model] = self._model_cost.get(record.model, 0.0) + record.cost_usd
+
+    def unpriced_models(self) -> list[str]:
+        """Models that answered but cost nothing: no price is known for them, so their USD figures are 0."""
+        self._refresh()
+        return sorted(m for m, cost in self._model_cost.items() if cost == 0.0)
 
     def _refresh(self) -> None:
         """Counts the complete lines appended to usage.jsonl since the last look, by any writer."""

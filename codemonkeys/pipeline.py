@@ -65,6 +65,7 @@ class SolveResult(BaseModel):
     sandbox: str = ""
     usage: dict[str, StageTotals] = {}
     cost_usd: float = 0.0
+    unpriced_models: list[str] = []
     seconds: float = 0.0
     stage_seconds: dict[str, float] = {}
 
@@ -252,6 +253,7 @@ def _finish(job: _Job, **fields: Any) -> SolveResult:
         stage_seconds=dict(_STAGE_SECONDS.get()),
         usage=job.client.stage_totals(instance_id),
         cost_usd=job.client.spent(instance_id),
+        unpriced_models=job.client.unpriced_models(),
         seconds=round(time.monotonic() - job.started, 2),
         **fields,
     )

@@ -47,4 +47,9 @@ def print_summary(result: SolveResult, run_dir: Path, console: Console | None = 
         )
     table.add_row("total", "", "", "", "", "", f"{result.cost_usd:.4f}", style="bold")
     console.print(table)
+    if result.unpriced_models:
+        console.print(
+            f"[yellow]no price is known for {', '.join(result.unpriced_models)}: their USD figures are 0; "
+            "set them under [prices] in the --config file (USD per million input and output tokens)[/]"
+        )
     console.print(f"{result.seconds:.1f}s; run directory {run_dir}")

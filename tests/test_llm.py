@@ -414,3 +414,12 @@ async def test_concurrent_calls_reserve_their_input_cost(fake_server, settings_f
     assert sum(isinstance(o, BudgetExceeded) for o in outcomes) == 7
     assert server.requests == 3
     assert client.spent("a") <= 31.0
+
+
+async def test_models_without_a_price_are_named(fake_server, settings_for) -> None:
+    server = fake_server()
+    settings = settings_for(server, prices={"openai/priced": (1.0, 1.0)})
+    client = ModelClient(settings)
+    for model in ("openai/priced", "openai/free"):
+        await client.complete(USER, model=model, instance="a", stage="s")
+    assert client.unpriced_models() == ["openai/free"]

@@ -87,6 +87,8 @@ def test_full_solve_makes_the_repos_tests_pass(repo: Path, tmp_path: Path) -> No
     assert {"relevance", "ranking", "testing", "editing", "selection"} <= set(result["usage"])
     assert stage_of(server.calls[-1].messages) == "selection"
     assert "patch chosen" in proc.stderr and "model usage" in proc.stderr
+    assert result["unpriced_models"] == ["openai/right", "openai/wrong"]
+    assert "no price is known for openai/right, openai/wrong" in " ".join(proc.stderr.split())
     usage = [json.loads(line) for line in (tmp_path / "run" / "usage.jsonl").read_text().splitlines()]
     assert len(usage) == len(server.calls)
     prediction = json.loads((tmp_path / "run" / "predictions.jsonl").read_text())
