@@ -511,3 +511,10 @@ async def test_a_pyenv_shim_is_resolved_once_to_the_real_interpreter(tmp_path: P
     (plain / "python").symlink_to(sys.executable)
     assert await resolve_python({"PATH": str(plain)}, tmp_path) == "python"
     assert await resolve_python({"PATH": str(tmp_path / "empty")}, tmp_path) == sys.executable
+
+
+async def test_commands_run_at_a_lower_cpu_priority_than_the_orchestrator(provider: LocalProvider) -> None:
+    sandbox = await provider.open("nice")
+    result = await sandbox.run_script("import os\nprint(os.nice(0))\n", 30)
+    assert result.exit_code == 0, result.output
+    assert int(result.output.strip()) == os.nice(0) + 10
