@@ -51,10 +51,17 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+    """Rich on a terminal; plain timestamped lines in logs and CI, where wrapping at 80 columns only hurts."""
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
 
-    handler = RichHandler(show_path=False, show_level=False, markup=False, log_time_format="[%X]")
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+        handler = RichHandler(show_path=False, show_level=False, markup=False, log_time_format="[%X]")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("codemonkeys").setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("LiteLLM", "litellm", "httpx", "openai", "docker", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

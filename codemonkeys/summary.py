@@ -11,7 +11,7 @@ from codemonkeys.pipeline import SolveResult
 
 
 def print_summary(result: SolveResult, run_dir: Path, console: Console | None = None) -> None:
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     if result.patch:
         chosen = f"candidate {result.chosen_candidate}" + (
             " (selection fell back to top vote)" if result.selection_fallback else ""
