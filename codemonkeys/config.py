@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     model_concurrency: int = Field(32, ge=1)
     max_retries: int = Field(6, ge=0)
     request_timeout: float = Field(600.0, gt=0)
+    breaker_failures: int = Field(
+        5, ge=1, description="failed calls in a row after which a model is not called again in this run"
+    )
     retry_base_delay: float = Field(1.0, gt=0, description="seconds before the first retry; doubles per attempt")
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,

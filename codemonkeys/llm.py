@@ -186,6 +186,7 @@ class ModelClient:
         self._totals: dict[tuple[str, str], StageTotals] = {}
         self._reserved: dict[str, float] = {}
         self._model_cost: dict[str, float] = {}
+        self._failures: dict[str, tuple[int, str]] = {}
         self._offset = 0
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
             weakref.WeakKeyDictionary()
@@ -222,6 +223,7 @@ class ModelClient:
         while True:
             try:
                 async with self._semaphore(model):
+                    self._check_breaker(model)
                     self._check_budget(instance, estimate)
                     attempts += 1
                     self._reserved[instance] = self._reserved.get(instance, 0.0) + estimate
@@ -238,9 +240,13 @@ class ModelClient:
                 if _retryable(exc) and attempts <= self.settings.max_retries:
                     await asyncio.sleep(self._backoff(attempts))
                     continue
+                if isinstance(exc, ModelCallError):
+                    raise
                 error = _describe(exc, request.get("api_key"))
                 self._write(instance, stage, model, started, attempts, error=error)
+                self._failures[model] = (self._failures.get(model, (0, ""))[0] + 1, error)
                 raise ModelCallError(f"{model} failed after {attempts} attempt(s): {error}") from None
+            self._failures.pop(model, None)
             prompt, completion, cached = _usage(response)
             self._write(
                 instance,
@@ -280,6 +286,13 @@ class ModelClient:
     def _backoff(self, attempt: int) -> float:
         delay = min(_MAX_DELAY, self.settings.retry_base_delay * 2 ** (attempt - 1))
         return delay * random.uniform(0.5, 1.5)
+
+    def _check_breaker(self, model: str) -> None:
+        """A provider that failed this many calls in a row is down or refusing us: waiting out every other
+        call's retries would take hours on a large repo, so the rest fail at once and a rerun resumes."""
+        failures, error = self._failures.get(model, (0, ""))
+        if failures >= self.settings.breaker_failures:
+            raise ModelCallError(f"{model} is not answering: {failures} calls in a row failed (last: {error})")
 
     def _check_budget(self, instance: str, estimate: float) -> None:
         """Counts the input cost of calls still in flight too, so concurrent workers cannot all start the

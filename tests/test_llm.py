@@ -423,3 +423,43 @@ async def test_models_without_a_price_are_named(fake_server, settings_for) -> No
     for model in ("openai/priced", "openai/free"):
         await client.complete(USER, model=model, instance="a", stage="s")
     assert client.unpriced_models() == ["openai/free"]
+
+
+async def test_a_provider_that_keeps_failing_is_not_called_again(fake_server, settings_for) -> None:
+    """After `breaker_failures` failed calls in a row, the rest fail at once instead of waiting out retries."""
+    server = fake_server(fault_rate=1.0, faults=("503",))
+    settings = settings_for(server, max_retries=1, breaker_failures=3)
+    client = ModelClient(settings)
+    for _ in range(3):
+        with pytest.raises(ModelCallError, match="failed after 2 attempt"):
+            await client.complete(USER, model="openai/fake", instance="a", stage="s")
+    assert server.requests == 6
+    outcomes = await asyncio.gather(
+        *(client.complete(USER, model="openai/fake", instance="a", stage="s") for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert all("is not answering: 3 calls in a row failed" in str(o) for o in outcomes)
+    assert server.requests == 6, "no request once the breaker is open"
+    other = fake_server()
+    healthy = ModelClient(settings_for(other, breaker_failures=3))
+    assert await healthy.complete(USER, model="openai/fake", instance="a", stage="s")
+
+
+async def test_a_success_resets_the_failure_count(fake_server, settings_for) -> None:
+    calls = iter(range(100))
+
+    def every_other_fails(messages: list[dict], model: str) -> str:
+        if next(calls) % 2 == 0:
+            raise RuntimeError("flaky")
+        return "ok"
+
+    server = fake_server(every_other_fails)
+    client = ModelClient(settings_for(server, max_retries=0, breaker_failures=2))
+    outcomes = []
+    for _ in range(10):
+        try:
+            outcomes.append(await client.complete(USER, model="openai/fake", instance="a", stage="s"))
+        except ModelCallError:
+            outcomes.append(None)
+    assert outcomes == [None, "ok"] * 5
+    assert server.requests == 10
