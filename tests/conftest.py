@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from codemonkeys.config import Settings
+from codemonkeys.sandbox import engine
 from tests.fake_model_server import FakeModelServer, Responder
 
 
@@ -49,3 +52,13 @@ def settings_for(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**(values | overrides))
 
     return build
+
+
+def docker_engine_or_skip() -> docker.DockerClient:
+    """Docker tests skip on a machine without an engine, but under CI=true they must run: there they fail."""
+    try:
+        return engine.connect()
+    except engine.EngineError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the docker tests: {exc}")
+        pytest.skip(str(exc))

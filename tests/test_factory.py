@@ -14,6 +14,7 @@ from codemonkeys.problem import Problem
 from codemonkeys.sandbox import engine, factory, images
 from codemonkeys.sandbox.base import SandboxError
 from codemonkeys.sandbox.local import LocalProvider
+from tests.conftest import docker_engine_or_skip
 
 
 @pytest.fixture
@@ -37,12 +38,7 @@ def no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def engine_with_base_image() -> None:
-    try:
-        client = engine.connect()
-    except engine.EngineError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the docker tests: {exc}")
-        pytest.skip(str(exc))
+    client = docker_engine_or_skip()
     images.ensure_image(client, images.BASE_IMAGE)
     client.close()
 

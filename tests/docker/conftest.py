@@ -17,6 +17,7 @@ import pytest
 from codemonkeys.sandbox import engine, images
 from codemonkeys.sandbox.base import SandboxSpec
 from codemonkeys.sandbox.docker import DockerLimits, DockerProvider
+from tests.conftest import docker_engine_or_skip
 
 # Fixed dates and identity: the same tiny repo has the same commit every session, so its image is reused.
 GIT_ENV = {
@@ -46,12 +47,7 @@ def make_repo(path: Path, files: dict[str, str]) -> tuple[Path, str]:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = engine.connect()
-    except engine.EngineError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the docker tests: {exc}")
-        pytest.skip(str(exc))
+    client = docker_engine_or_skip()
     yield client
     client.close()
 
