@@ -10,15 +10,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
 from codemonkeys.config import Settings
 from codemonkeys.context import build_context
 from codemonkeys.context.models import ContextResult
-from codemonkeys.llm import BoundModel, BudgetExceeded, ModelCallError, ModelClient, StageTotals
+from codemonkeys.llm import BoundModel, BudgetExceeded, ModelCallError, ModelClient
 from codemonkeys.problem import Problem
+from codemonkeys.report import write_report
+from codemonkeys.result import RESUMABLE, SolveResult, Status
 from codemonkeys.sandbox.base import SandboxProvider
 from codemonkeys.sandbox.factory import make_provider
 from codemonkeys.store import InstanceStore, RunStore, atomic_write_text, read_jsonl
@@ -29,10 +31,6 @@ from codemonkeys.trajectories.testing import run_testing
 from codemonkeys.voting import collect_candidates, distinct_scripts, vote
 
 log = logging.getLogger("codemonkeys.pipeline")
-
-Status = Literal["patched", "no_candidate", "budget_exhausted", "model_error"]
-# A rerun of the same command picks these up again instead of returning them as final.
-_RESUMABLE = ("budget_exhausted", "model_error")
 
 _STAGE_SECONDS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("stage_seconds")
 
@@ -46,28 +44,6 @@ def _timed(stage: str) -> Iterator[None]:
     finally:
         seconds = _STAGE_SECONDS.get()
         seconds[stage] = round(seconds.get(stage, 0.0) + time.monotonic() - started, 3)
-
-
-class SolveResult(BaseModel):
-    """`result.json`: what the run chose and what it cost."""
-
-    instance_id: str
-    status: Status
-    patch: str | None = None
-    chosen_candidate: int | None = None
-    votes: dict[int, int] = {}
-    candidates: int = 0
-    trajectories: int = 0
-    selection_fallback: bool = False
-    budget_exhausted: bool = False
-    model_errors: int = 0
-    error: str | None = None
-    sandbox: str = ""
-    usage: dict[str, StageTotals] = {}
-    cost_usd: float = 0.0
-    unpriced_models: list[str] = []
-    seconds: float = 0.0
-    stage_seconds: dict[str, float] = {}
 
 
 class _Generation(BaseModel):
@@ -102,7 +78,7 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
     """Context → generation → voting → selection; every finished step is read back instead of redone."""
     job = _Job(problem, settings, client, store, store.instance(problem.instance_id))
     done = job.inst.load("result.json", SolveResult)
-    if done is not None and done.status not in _RESUMABLE and not done.budget_exhausted:
+    if done is not None and done.status not in RESUMABLE and not done.budget_exhausted:
         log.info("%s: already solved in this run directory", problem.instance_id)
         return done
     _STAGE_SECONDS.set({})
@@ -258,6 +234,7 @@ def _finish(job: _Job, **fields: Any) -> SolveResult:
         **fields,
     )
     job.inst.save("result.json", result)
+    write_report(job.inst, result)
     if result.patch:
         _record_prediction(job.store, instance_id, result.patch)
     return result

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from codemonkeys.pipeline import SolveResult
+from codemonkeys.result import SolveResult
 
 
 def print_summary(result: SolveResult, run_dir: Path, console: Console | None = None) -> None:

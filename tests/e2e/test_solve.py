@@ -88,6 +88,10 @@ def test_full_solve_makes_the_repos_tests_pass(repo: Path, tmp_path: Path) -> No
     assert stage_of(server.calls[-1].messages) == "selection"
     assert "patch chosen" in proc.stderr and "model usage" in proc.stderr
     assert result["unpriced_models"] == ["openai/right", "openai/wrong"]
+    report = next((tmp_path / "run").glob("*/report.html")).read_text()
+    assert "patched" in report and "median() is wrong" in report
+    assert "mid - 1" in report and "Votes (exit code 0 = fixed)" in report
+    assert report.count("<details><summary>trajectory ") == 3
     assert "no price is known for openai/right, openai/wrong" in " ".join(proc.stderr.split())
     usage = [json.loads(line) for line in (tmp_path / "run" / "usage.jsonl").read_text().splitlines()]
     assert len(usage) == len(server.calls)
