@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import time
@@ -32,19 +31,6 @@ from codemonkeys.voting import collect_candidates, distinct_scripts, vote
 
 log = logging.getLogger("codemonkeys.pipeline")
 
-_STAGE_SECONDS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("stage_seconds")
-
-
-@contextmanager
-def _timed(stage: str) -> Iterator[None]:
-    """Wall time per stage of the current problem, for the summary and the benchmarks."""
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        seconds = _STAGE_SECONDS.get()
-        seconds[stage] = round(seconds.get(stage, 0.0) + time.monotonic() - started, 3)
-
 
 class _Generation(BaseModel):
     testing: list[TestingResult]
@@ -63,6 +49,17 @@ class _Job:
     store: RunStore
     inst: InstanceStore
     started: float = field(default_factory=time.monotonic)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Wall time per stage, for the summary and the benchmarks."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            elapsed = self.stage_seconds.get(stage, 0.0) + time.monotonic() - started
+            self.stage_seconds[stage] = round(elapsed, 3)
 
     def bind(self, stage: str, model: str, record: str, cache_prefix: int = 0) -> BoundModel:
         return self.client.bind(
@@ -81,10 +78,9 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
     if done is not None and done.status not in RESUMABLE and not done.budget_exhausted:
         log.info("%s: already solved in this run directory", problem.instance_id)
         return done
-    _STAGE_SECONDS.set({})
     job.inst.save("problem.json", problem)
     try:
-        with _timed("context"):
+        with job.timed("context"):
             context = await build_context(problem, client, settings, job.inst)
     except BudgetExceeded as exc:
         log.warning("context: budget spent (%s)", exc)
@@ -101,7 +97,7 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
 
 
 async def _generate_and_choose(job: _Job, context: ContextResult, provider: SandboxProvider) -> SolveResult:
-    with _timed("generate"):
+    with job.timed("generate"):
         gen = await _generate(job, context, provider)
     finish: dict[str, Any] = {
         "sandbox": provider.description,
@@ -124,12 +120,12 @@ async def _generate_and_choose(job: _Job, context: ContextResult, provider: Sand
         # New candidates (a resumed run that had run out of budget): the old votes and choice are stale.
         for stale in ("selection.json", "selection.calls.json"):
             job.inst.path(stale).unlink(missing_ok=True)
-        with _timed("vote"):
+        with job.timed("vote"):
             votes = await vote(candidates, scripts, provider, job.settings)
         job.inst.save("votes.json", votes)
     top = [next(c for c in candidates if c.id == cid) for cid in votes.top]
     log.info("vote: top %s with votes %s", [c.id for c in top], [votes.votes[c.id] for c in top])
-    with _timed("select"):
+    with job.timed("select"):
         selection, budget_hit = await _select(job, context, provider, top)
     chosen = top[selection.chosen_id]
     return _finish(
@@ -226,7 +222,7 @@ def _finish(job: _Job, **fields: Any) -> SolveResult:
     instance_id = job.problem.instance_id
     result = SolveResult(
         instance_id=instance_id,
-        stage_seconds=dict(_STAGE_SECONDS.get()),
+        stage_seconds=job.stage_seconds,
         usage=job.client.stage_totals(instance_id),
         cost_usd=job.client.spent(instance_id),
         unpriced_models=job.client.unpriced_models(),
