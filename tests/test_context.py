@@ -406,3 +406,19 @@ async def test_every_ranking_dropped_falls_back_to_path_order(problem: Problem, 
     assert result.rankings == []
     assert result.ranked == ["calc/huge.py", "calc/ops.py", "calc/parse.py", "calc/retry.py"]
     assert any("every ranking was dropped" in n for n in result.notes)
+
+
+async def test_a_failing_ranking_call_stops_the_context_and_a_rerun_ranks_again(
+    problem: Problem, tmp_path: Path
+) -> None:
+    with FakeModelServer(ScriptedModel(RELEVANCE, [])) as server:
+        client, settings, store = setup(server, tmp_path, max_retries=1)
+        with pytest.raises(ModelCallError):
+            await build_context(problem, client, settings, store)
+    assert not store.exists(RESULT)
+
+    with FakeModelServer(ScriptedModel(RELEVANCE, GOOD_RANKINGS)) as server:
+        client, settings, store = setup(server, tmp_path)
+        result = await build_context(problem, client, settings, store)
+    assert relevance_calls(server) == [], "verdicts from the first run are kept"
+    assert result.rankings and result.ranked[0] == "calc/ops.py"

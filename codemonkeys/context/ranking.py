@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from codemonkeys.config import Settings
 from codemonkeys.context.models import ContextFile, FileRelevance
-from codemonkeys.llm import ModelCallError, ModelClient
+from codemonkeys.llm import ModelClient
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.repo_files import SourceFile, view
@@ -112,7 +112,9 @@ async def rank_files(
     settings: Settings,
     store: InstanceStore,
 ) -> list[RankingOutcome]:
-    """`settings.rankings` independent rankings, run concurrently; each one's calls are recorded for resume."""
+    """`settings.rankings` independent rankings, run concurrently; each one's calls are recorded for resume.
+    A ranking the model answered badly twice is dropped; a failing provider (ModelCallError) stops them all,
+    so a rerun asks again instead of freezing a context built on fewer rankings."""
     prompt = render(
         "ranking",
         issue=problem.issue.strip(),
@@ -163,6 +165,3 @@ async def _rank_once(
     except RankingError as again:
         log.warning("ranking %d: unparsable answer twice, dropped", index)
         return RankingOutcome(paths=None, error=f"unparsable answer twice: {again} The answer ended: {answer[-300:]!r}")
-    except ModelCallError as exc:
-        log.warning("ranking %d: model call failed, dropped: %s", index, exc)
-        return RankingOutcome(paths=None, error=f"model call failed: {exc}")
