@@ -149,6 +149,23 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, litellm.APIConnectionError | litellm.Timeout | TimeoutError | ConnectionError)
 
 
+def _retry_after(exc: Exception) -> float:
+    """Seconds the provider asked us to wait (a Retry-After header in seconds), capped like the backoff.
+    litellm keeps the provider's headers in `litellm_response_headers`; `response` is its own stand-in."""
+    value = None
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
+        if headers and headers.get("retry-after") is not None:
+            value = headers.get("retry-after")
+            break
+    try:
+        return min(float(value), _MAX_DELAY) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _answer_text(response: Any) -> str:
     choices = getattr(response, "choices", None)
     if not choices:
@@ -238,7 +255,7 @@ class ModelClient:
                 raise
             except Exception as exc:
                 if _retryable(exc) and attempts <= self.settings.max_retries:
-                    await asyncio.sleep(self._backoff(attempts))
+                    await asyncio.sleep(max(self._backoff(attempts), _retry_after(exc)))
                     continue
                 if isinstance(exc, ModelCallError):
                     raise

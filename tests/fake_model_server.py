@@ -61,7 +61,7 @@ class FakeModelServer:
     """Serves POST /v1/chat/completions; `responder(messages, model)` writes the assistant text.
 
     `fault_rate` of the requests (chosen by a seeded random) get a fault from `faults`: an HTTP status code
-    ("429", "500", "401", ...), "garbage" (200 with a non-JSON body), "empty" (200 JSON without choices) or
+    ("429", "500", "401", ...; a 429 carries `Retry-After: retry_after` when that is set), "garbage" (200 with a non-JSON body), "empty" (200 JSON without choices) or
     "timeout" (no answer for `timeout_delay` seconds). A responder that raises gives HTTP 500. A "401" echoes
     the bearer token, as real providers partly do, so tests can check that it never reaches a record.
     """
@@ -75,8 +75,10 @@ class FakeModelServer:
         faults: tuple[str, ...] = ("429", "500"),
         seed: int = 0,
         timeout_delay: float = 30.0,
+        retry_after: float | None = None,
     ) -> None:
         self.responder = responder
+        self.retry_after = retry_after
         self.latency = latency
         self.fault_rate = fault_rate
         self.faults = faults
@@ -161,7 +163,9 @@ class FakeModelServer:
                 self._send(handler, 401, {"error": {"message": message, "type": "invalid_request_error"}})
             elif fault:
                 status = int(fault)
-                self._send(handler, status, {"error": {"message": f"injected {status}", "type": "injected"}})
+                headers = {"Retry-After": f"{self.retry_after:g}"} if status == 429 and self.retry_after else {}
+                error = {"error": {"message": f"injected {status}", "type": "injected"}}
+                self._send_raw(handler, status, json.dumps(error).encode(), "application/json", headers)
             else:
                 self._answer(handler, json.loads(raw))
         finally:
@@ -204,9 +208,18 @@ class FakeModelServer:
     def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
         self._send_raw(handler, status, json.dumps(payload).encode(), "application/json")
 
-    def _send_raw(self, handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+    def _send_raw(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         try:
             handler.send_response(status)
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
             handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(body)))
             handler.end_headers()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -463,3 +464,14 @@ async def test_a_success_resets_the_failure_count(fake_server, settings_for) -> 
             outcomes.append(None)
     assert outcomes == [None, "ok"] * 5
     assert server.requests == 10
+
+
+async def test_retry_after_from_the_provider_is_respected(fake_server, settings_for) -> None:
+    server = fake_server(fault_rate=1.0, faults=("429",), retry_after=0.4)
+    client = ModelClient(settings_for(server, max_retries=2, retry_base_delay=0.01))
+    await ModelClient(settings_for(fake_server())).complete(USER, model="openai/fake", instance="w", stage="s")
+    started = time.monotonic()
+    with pytest.raises(ModelCallError):
+        await client.complete(USER, model="openai/fake", instance="a", stage="s")
+    assert server.requests == 3
+    assert 0.8 <= time.monotonic() - started < 3, "two waits of the 0.4 s the provider asked for"
