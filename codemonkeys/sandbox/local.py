@@ -428,11 +428,18 @@ class LocalSandbox(Sandbox):
         finally:
             await _git("reset", "-q", cwd=self.tree)
 
+    def _reset_commands(self) -> list[list[str]]:
+        """Back to the pristine commit even if a command moved HEAD; untracked and ignored files go too."""
+        return [
+            ["checkout", "-q", "--force", "--detach", self.commit],
+            ["reset", "-q", "--hard", self.commit],
+            ["clean", "-ffdxq"],
+        ]
+
     async def reset(self) -> None:
         self._live()
-        await _git("checkout", "-q", "--force", "--detach", self.commit, cwd=self.tree)
-        await _git("reset", "-q", "--hard", self.commit, cwd=self.tree)
-        await _git("clean", "-ffdxq", cwd=self.tree)
+        for args in self._reset_commands():
+            await _git(*args, cwd=self.tree)
 
     async def run_on(self, patch: str, script: str, timeout: float) -> ExecResult:
         """reset + apply + run in ONE process: voting and editing call this thousands of times, and each
@@ -443,12 +450,7 @@ class LocalSandbox(Sandbox):
         script_path.write_text(script, encoding="utf-8")
         patch_path = self.scratch / "patches" / f"{token}.diff"
         git = shlex.join(["git", *_GIT_FLAGS])
-        commit = shlex.quote(self.commit)
-        steps = [
-            f"{git} checkout -q --force --detach {commit}",
-            f"{git} reset -q --hard {commit}",
-            f"{git} clean -ffdxq",
-        ]
+        steps = [f"{git} {shlex.join(args)}" for args in self._reset_commands()]
         if patch.strip():
             patch_path.write_bytes(patch.encode("utf-8", errors="surrogateescape"))
             err = shlex.quote(str(patch_path) + ".err")
