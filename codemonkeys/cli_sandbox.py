@@ -10,6 +10,7 @@ from typing import Annotated
 import docker.errors
 import typer
 
+from codemonkeys.cli_options import FAILED, fail
 from codemonkeys.sandbox import engine, images
 
 sandbox_app = typer.Typer(
@@ -27,16 +28,11 @@ def _progress(line: str) -> None:
         typer.echo(f"  {line}")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
-
-
 def _connect() -> docker.DockerClient:
     try:
         return engine.connect()
     except engine.EngineError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), FAILED) from None
 
 
 def _resolve_commit(repo: Path, commit: str | None) -> str:
@@ -102,7 +98,7 @@ def build(
         tag = images.build_repo_image(client, repo, sha, setup=setup, base=base_image, progress=_progress)
         typer.echo(f"{tag} {'exists' if exists else 'built'}")
     except (images.ImageError, docker.errors.DockerException) as exc:
-        raise _fail(engine.describe_exc(exc)) from None
+        raise fail(engine.describe_exc(exc), FAILED) from None
 
 
 def _size(num: int) -> str:
@@ -171,7 +167,7 @@ def prune(
                 client.images.remove(image.id, force=True)
                 typer.echo(f"removed image {', '.join(image.tags) or image.short_id}")
     except docker.errors.DockerException as exc:
-        raise _fail(engine.describe_exc(exc)) from None
+        raise fail(engine.describe_exc(exc), FAILED) from None
 
 
 if __name__ == "__main__":

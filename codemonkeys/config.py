@@ -1,46 +1,46 @@
-"""Settings: command-line flags override `CODEMONKEYS_*` environment variables, which override a TOML
-file, which overrides the defaults below."""
+"""Settings: one tree of groups (models, context, generation, sandbox, budget). Command-line flags and
+`--set group.key=value` override `CODEMONKEYS_*` environment variables, which override a TOML file, which
+overrides the defaults below.
+
+Every key can be written grouped (`generation.samples`, `CODEMONKEYS_GENERATION__SAMPLES`, a `[generation]`
+table) or by its bare name (`samples`, `CODEMONKEYS_SAMPLES`, a top-level `samples =`): key names are unique
+across groups. A group's name with a plain value sets its main key (`models = "a,b"`, `sandbox = "docker"`).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SandboxKind = Literal["auto", "local", "docker"]
+ENV_PREFIX = "CODEMONKEYS_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CODEMONKEYS_", extra="forbid", validate_assignment=True)
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    main: ClassVar[str | None] = None
 
-    models: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["anthropic/claude-sonnet-4-5"], min_length=1
+
+class ModelSettings(_Group):
+    """Which models answer, and how the client treats them."""
+
+    main: ClassVar[str | None] = "names"
+
+    names: list[str] = Field(
+        default_factory=lambda: ["anthropic/claude-sonnet-4-5"],
+        min_length=1,
+        description="litellm model strings; trajectories are spread across them",
     )
-    relevance_model: str | None = None
-    api_base: str | None = None
+    relevance_model: str | None = Field(None, description="cheaper model for the per-file relevance calls")
+    api_base: str | None = Field(None, description="OpenAI-compatible server for every model")
     temperature: float = 1.0
-    max_output_tokens: int = 8192
-
-    samples: int = Field(10, ge=1)
-    iterations: int = Field(8, ge=1)
-    rankings: int = Field(3, ge=1)
-    top_k: int = Field(3, ge=1)
-    context_tokens: int = Field(120_000, ge=1000)
-    max_file_tokens: int = Field(50_000, ge=100)
-    selection_iterations: int = Field(8, ge=1)
-
-    budget_usd: float | None = Field(None, gt=0)
-    run_budget_usd: float | None = Field(None, gt=0)
-    model_concurrency: int = Field(32, ge=1)
+    max_output_tokens: int = Field(8192, ge=1)
+    model_concurrency: int = Field(32, ge=1, description="calls in flight per model")
     max_retries: int = Field(6, ge=0)
     request_timeout: float = Field(600.0, gt=0)
     breaker_failures: int = Field(
@@ -52,14 +52,53 @@ class Settings(BaseSettings):
         description="USD per million (input, output) tokens, for models litellm has no price for",
     )
 
-    sandbox: SandboxKind = "auto"
-    sandbox_network: bool = False
-    test_timeout: float = Field(100.0, gt=0)
-    output_limit: int = Field(20_000, ge=200)
+    @field_validator("names", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [m.strip() for m in value.split(",") if m.strip()]
+        return value
+
+    @property
+    def relevance(self) -> str:
+        return self.relevance_model or self.names[0]
+
+
+class ContextSettings(_Group):
+    """Which files the generation models see."""
+
+    rankings: int = Field(3, ge=1, description="independent file rankings to average")
+    context_tokens: int = Field(120_000, ge=1000, description="token budget for the ranked files in the prompt")
+    max_file_tokens: int = Field(50_000, ge=100, description="files larger than this are shown as an outline")
+
+
+class GenerationSettings(_Group):
+    """The trajectories: how many, how long, and how many candidates reach selection."""
+
+    samples: int = Field(10, ge=1, description="parallel trajectories per issue")
+    iterations: int = Field(8, ge=1, description="model turns per testing and editing trajectory")
+    top_k: int = Field(3, ge=1, description="top-voted candidates passed to selection")
+    selection_iterations: int = Field(8, ge=1, description="model turns of the selection trajectory")
+    max_invalid_answers: int = Field(
+        3, ge=1, description="unusable answers in a row after which a trajectory ends with what it has"
+    )
+
+
+class SandboxSettings(_Group):
+    """Where test scripts run."""
+
+    main: ClassVar[str | None] = "kind"
+
+    kind: SandboxKind = Field("auto", description="auto (docker if available), local or docker")
+    sandbox_network: bool = Field(False, description="let test scripts reach the network")
+    test_timeout: float = Field(100.0, gt=0, description="seconds a test script may run")
+    output_limit: int = Field(20_000, ge=200, description="characters of a run's output shown to the model")
     python: str = "python"
-    image: str | None = None
-    setup: str | None = None
-    max_containers: int = Field(default_factory=lambda: max(2, (os.cpu_count() or 2) * 2), ge=1)
+    image: str | None = Field(None, description="docker image for --sandbox docker")
+    setup: str | None = Field(None, description="command run once in the repo image (e.g. pip install -e .)")
+    max_containers: int = Field(
+        default_factory=lambda: max(2, (os.cpu_count() or 2) * 2), ge=1, description="docker sandboxes open at once"
+    )
     docker_cpus: float = Field(2.0, gt=0, description="CPUs per docker sandbox")
     docker_memory: str = Field("4g", description="memory per docker sandbox (no swap on top)")
     docker_pids: int = Field(1024, ge=16, description="processes per docker sandbox")
@@ -71,54 +110,133 @@ class Settings(BaseSettings):
         description="shell prefix setting up the environment once, e.g. 'source /opt/miniconda3/bin/activate testbed &&'",
     )
 
-    run_dir: Path | None = None
 
-    @field_validator("models", mode="before")
-    @classmethod
-    def _split_models(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [m.strip() for m in value.split(",") if m.strip()]
-        return value
+class BudgetSettings(_Group):
+    """Money: checked before every model call, across all workers."""
 
-    @property
-    def relevance(self) -> str:
-        return self.relevance_model or self.models[0]
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = _TOML_FILE.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
+    budget_usd: float | None = Field(None, gt=0, description="USD a problem may spend")
+    run_budget_usd: float | None = Field(None, gt=0, description="USD the whole run may spend")
 
 
-class _TomlPath:
-    """Carries the `--config` path into `settings_customise_sources`, which pydantic calls as a classmethod."""
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    def __init__(self) -> None:
-        self.path: Path | None = None
-
-    def get(self) -> Path | None:
-        return self.path
-
-
-_TOML_FILE = _TomlPath()
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    run_dir: Annotated[Path | None, Field(description="run directory; the same one resumes a killed run")] = None
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Flags arrive as `overrides`; those left as None fall through to env, TOML and defaults."""
-    if config_file is not None and not config_file.is_file():
-        raise FileNotFoundError(f"config file not found: {config_file}")
-    _TOML_FILE.path = config_file
+GROUPS: dict[str, type[_Group]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _Group)
+}
+_GROUP_OF: dict[str, str] = {key: group for group, cls in GROUPS.items() for key in cls.model_fields}
+
+
+class SettingsError(ValueError):
+    """A settings source that cannot be read: the message names the source and the key."""
+
+
+def nest(flat: dict[str, Any], source: str) -> dict[str, Any]:
+    """Puts bare keys (`samples`) and dotted keys (`generation.samples`) into their groups; where one source
+    gives both spellings of a key, the dotted one wins."""
+    tree: dict[str, Any] = {}
+    for key, value in sorted(flat.items(), key=lambda item: "." in item[0]):
+        group, _, sub = key.partition(".")
+        if sub:
+            if group not in GROUPS:
+                raise SettingsError(f"{source}: unknown settings group {group!r} in {key!r}")
+            tree.setdefault(group, {})[sub] = value
+        elif key in GROUPS and not isinstance(value, dict):
+            main = GROUPS[key].main
+            if main is None:
+                raise SettingsError(f"{source}: {key!r} is a group of settings, not a value")
+            tree.setdefault(key, {})[main] = value
+        elif key in GROUPS:
+            tree.setdefault(key, {}).update(value)
+        elif key in _GROUP_OF:
+            tree.setdefault(_GROUP_OF[key], {})[key] = value
+        else:
+            tree[key] = value
+    return tree
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` wins key by key, groups merged rather than replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key in GROUPS:
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _literal(text: str) -> Any:
+    """A JSON list or table given as text (`["a","b"]`, `{"m": [1, 2]}`) is parsed; anything else stays text,
+    and a setting that needed a table says so when it is validated."""
+    if text.strip().startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def _known(key: str) -> bool:
+    group, _, sub = key.partition(".")
+    if sub:
+        return group in GROUPS and sub in GROUPS[group].model_fields
+    return key in GROUPS or key in _GROUP_OF or key in Settings.model_fields
+
+
+def from_env(environ: dict[str, str]) -> dict[str, Any]:
+    """`CODEMONKEYS_SAMPLES` or `CODEMONKEYS_GENERATION__SAMPLES`; other `CODEMONKEYS_*` variables belong to
+    someone else (the environment is shared) and are left alone."""
+    flat = {}
+    for name, value in environ.items():
+        key = name.removeprefix(ENV_PREFIX).lower().replace("__", ".")
+        if name.startswith(ENV_PREFIX) and _known(key):
+            flat[key] = _literal(value)
+    return nest(flat, "environment")
+
+
+def from_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SettingsError(f"config file not found: {path}")
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    finally:
-        _TOML_FILE.path = None
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    return nest(data, str(path))
+
+
+def from_assignments(assignments: list[str]) -> dict[str, Any]:
+    """`--set group.key=value` (or `key=value`), in order: the last one of a key wins."""
+    flat = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--set takes key=value (e.g. generation.samples=4), not {item!r}")
+        flat[key.strip()] = _literal(value.strip())
+    return nest(flat, "--set")
+
+
+def load_settings(
+    config_file: Path | None = None,
+    assignments: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Flags arrive as dotted keys (`generation.samples`); those left as None fall through to the rest."""
+    tree: dict[str, Any] = {}
+    if config_file is not None:
+        tree = from_toml(config_file)
+    tree = merge(tree, from_env(dict(os.environ) if environ is None else environ))
+    tree = merge(tree, from_assignments(assignments or []))
+    tree = merge(tree, nest({k: v for k, v in (flags or {}).items() if v is not None}, "flags"))
+    return Settings.model_validate(tree)

@@ -28,7 +28,7 @@ from codemonkeys import syntax
 _SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={7}\s*$")
 _REPLACE = re.compile(r"^\s*>{5,9} ?REPLACE\s*$")
-_FENCE = re.compile(r"^\s*```(\S*)\s*(.*?)\s*$")
+_FENCE_LINE = re.compile(r"^\s*```(\S*)\s*(.*?)\s*$")
 _SHORTLIST = 20  # windows that difflib ranks when a block does not match
 
 
@@ -132,7 +132,7 @@ def _path_before(lines: list[str], lower: int, search_line: int) -> str | None:
     """The path on the nearest meaningful line above a SEARCH marker, skipping blank and bare fence lines."""
     for j in range(search_line - 1, lower - 1, -1):
         candidate = lines[j].strip()
-        fence = _FENCE.match(candidate)
+        fence = _FENCE_LINE.match(candidate)
         if fence:  # ```python path, ```path.py, or a bare fence to skip
             language, rest = fence.groups()
             candidate = rest or (language if re.search(r"[./]", language) else "")

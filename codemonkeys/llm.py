@@ -17,14 +17,16 @@ import time
 import weakref
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
-from codemonkeys.config import Settings
-from codemonkeys.store import RecordedCalls, append_jsonl
+from codemonkeys.config import BudgetSettings, ModelSettings
+from codemonkeys.jsonfiles import append_jsonl, atomic_write_text
 
-Messages = list[dict[str, Any]]
+Message = dict[str, Any]
+Messages = list[Message]
+STAGE_HEADER = "X-CodeMonkeys-Stage"
 
 _PLACEHOLDER_KEY = "sk-no-key"
 _MAX_DELAY = 60.0
@@ -32,29 +34,28 @@ _RETRY_STATUS = {408, 409, 425, 429}
 _CACHE_MARKER_PROVIDERS = {"bedrock", "vertex_ai", "vertex_ai_beta", "openrouter"}
 
 
-class CallRecord(BaseModel):
+class Spend(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class CallRecord(Spend):
     """One line of usage.jsonl. `error` is a short, scrubbed text: never a key."""
 
     ts: float = Field(default_factory=time.time)
     instance: str
     stage: str
     model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cost_usd: float = 0.0
     latency_s: float = 0.0
     attempts: int = 0
     ok: bool = True
     error: str | None = None
 
 
-class StageTotals(BaseModel):
+class StageTotals(Spend):
     calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cost_usd: float = 0.0
     errors: int = 0
 
     def add(self, record: CallRecord) -> None:
@@ -66,11 +67,26 @@ class StageTotals(BaseModel):
         self.errors += not record.ok
 
 
-class BudgetExceeded(Exception):
+class ChatModel(Protocol):
+    """What a conversation needs of a model: `BoundModel` in a run, a scripted stand-in in unit tests."""
+
+    async def ask(self, messages: Messages) -> str: ...
+
+
+class RunStopped(Exception):
+    """The run stops early (DESIGN.md, "Stop rule"): the stage it interrupts is left unsaved and the same
+    command resumes it. `stage` is the stage whose work was stopped."""
+
+    def __init__(self, message: str, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class BudgetExceeded(RunStopped):
     """The problem's or the run's budget is spent; raised before a call is made."""
 
 
-class ModelCallError(Exception):
+class ModelCallError(RunStopped):
     """Retries exhausted, or an error retrying cannot fix (bad key, prompt too long)."""
 
 
@@ -197,8 +213,9 @@ class ModelClient:
     """Shared by every stage of a run. Spend is read back from usage.jsonl, so a resumed run, and other
     processes appending to the same file, count against the budgets too."""
 
-    def __init__(self, settings: Settings, usage_path: Path | None = None) -> None:
-        self.settings = settings
+    def __init__(self, models: ModelSettings, budget: BudgetSettings, usage_path: Path | None = None) -> None:
+        self.settings = models
+        self.budget = budget
         self.usage_path = usage_path
         self._totals: dict[tuple[str, str], StageTotals] = {}
         self._reserved: dict[str, float] = {}
@@ -233,7 +250,7 @@ class ModelClient:
         self, messages: Messages, *, model: str, instance: str, stage: str, cache_prefix: int = 0
     ) -> str:
         litellm = _litellm()
-        request = self._request(model, mark_cache_prefix(messages, model, cache_prefix))
+        request = self._request(model, mark_cache_prefix(messages, model, cache_prefix), stage)
         started = time.monotonic()
         attempts = 0
         estimate = self._input_cost(model, request["messages"])
@@ -249,20 +266,19 @@ class ModelClient:
                     finally:
                         self._reserved[instance] -= estimate
                 text = _answer_text(response)
-            except BudgetExceeded as exc:
-                if attempts:
+            except RunStopped as exc:
+                exc.stage = stage
+                if attempts and isinstance(exc, BudgetExceeded):
                     self._write(instance, stage, model, started, attempts, error=_describe(exc, None))
                 raise
             except Exception as exc:
                 if _retryable(exc) and attempts <= self.settings.max_retries:
                     await asyncio.sleep(max(self._backoff(attempts), _retry_after(exc)))
                     continue
-                if isinstance(exc, ModelCallError):
-                    raise
                 error = _describe(exc, request.get("api_key"))
                 self._write(instance, stage, model, started, attempts, error=error)
                 self._failures[model] = (self._failures.get(model, (0, ""))[0] + 1, error)
-                raise ModelCallError(f"{model} failed after {attempts} attempt(s): {error}") from None
+                raise ModelCallError(f"{model} failed after {attempts} attempt(s): {error}", stage) from None
             self._failures.pop(model, None)
             prompt, completion, cached = _usage(response)
             self._write(
@@ -278,7 +294,7 @@ class ModelClient:
             )
             return text
 
-    def _request(self, model: str, messages: Messages) -> dict[str, Any]:
+    def _request(self, model: str, messages: Messages, stage: str) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -291,6 +307,8 @@ class ModelClient:
         if self.settings.api_base:
             request["api_base"] = self.settings.api_base
             request["api_key"] = os.environ.get("OPENAI_API_KEY") or _PLACEHOLDER_KEY
+            # Lets a self-hosted server's logs (and the tests' fake) tell the stages apart.
+            request["extra_headers"] = {STAGE_HEADER: stage}
         return request
 
     def _semaphore(self, model: str) -> asyncio.Semaphore:
@@ -314,7 +332,7 @@ class ModelClient:
     def _check_budget(self, instance: str, estimate: float) -> None:
         """Counts the input cost of calls still in flight too, so concurrent workers cannot all start the
         call that overruns the budget; only output tokens can still overshoot it."""
-        limit = self.settings.budget_usd
+        limit = self.budget.budget_usd
         if limit is not None:
             committed = self.spent(instance) + self._reserved.get(instance, 0.0)
             if committed + estimate > limit:
@@ -322,7 +340,7 @@ class ModelClient:
                     f"instance {instance}: ${committed:.4f} spent or in flight, the next call needs about "
                     f"${estimate:.4f} of its ${limit:.4f} budget"
                 )
-        limit = self.settings.run_budget_usd
+        limit = self.budget.run_budget_usd
         if limit is not None:
             committed = self.spent() + sum(self._reserved.values())
             if committed + estimate > limit:
@@ -392,6 +410,42 @@ class ModelClient:
             except ValidationError:
                 continue
         self._offset += end
+
+
+class Transcript(BaseModel):
+    """The model answers of one conversation, in order: replayed positionally on resume."""
+
+    responses: list[str] = []
+
+
+class RecordedCalls:
+    """Wraps one conversation's model calls so a resumed run replays finished calls instead of repeating them.
+
+    Replay is by position: the k-th call of a resumed conversation gets the k-th recorded answer, even if
+    the prompt differs slightly (test output with timings), because a finished call is never paid twice.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        saved = None
+        if path.exists():
+            try:
+                saved = Transcript.model_validate_json(path.read_text(encoding="utf-8"))
+            except ValueError:
+                saved = None
+        self.transcript = saved or Transcript()
+        self.position = 0
+
+    def replay(self) -> str | None:
+        if self.position < len(self.transcript.responses):
+            self.position += 1
+            return self.transcript.responses[self.position - 1]
+        return None
+
+    def record(self, text: str) -> None:
+        self.transcript.responses.append(text)
+        self.position += 1
+        atomic_write_text(self.path, self.transcript.model_dump_json(indent=1))
 
 
 class BoundModel:

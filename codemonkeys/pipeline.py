@@ -1,30 +1,33 @@
-"""Runs the four stages for one problem, resuming from whatever the run directory already holds."""
+"""Runs the four stages for one problem, resuming from whatever the run directory already holds.
+
+One stop rule for every stage (DESIGN.md): a spent budget or a failing provider (`RunStopped`) ends the run
+early. The stage it interrupts is left unsaved, finished work stays saved, the result says which stage
+stopped and why, and the same command resumes exactly the unfinished stage.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import BaseModel
 
 from codemonkeys.config import Settings
 from codemonkeys.context import build_context
 from codemonkeys.context.models import ContextResult
-from codemonkeys.llm import BoundModel, BudgetExceeded, ModelCallError, ModelClient
+from codemonkeys.llm import BoundModel, BudgetExceeded, ModelClient, RunStopped
 from codemonkeys.problem import Problem
+from codemonkeys.repo_files import CHARS_PER_TOKEN, OriginalFiles
 from codemonkeys.report import write_report
-from codemonkeys.result import RESUMABLE, SolveResult, Status
-from codemonkeys.sandbox.base import SandboxProvider
+from codemonkeys.result import SolveResult
+from codemonkeys.sandbox.base import SandboxError, SandboxProvider
 from codemonkeys.sandbox.factory import make_provider
-from codemonkeys.store import InstanceStore, RunStore, atomic_write_text, read_jsonl
+from codemonkeys.stages import Stage, StageClock
+from codemonkeys.store import InstanceStore, RunStore
+from codemonkeys.trajectories.common import crash_message
 from codemonkeys.trajectories.editing import run_editing
-from codemonkeys.trajectories.models import Candidate, EditingResult, SelectionResult, TestingResult, VoteResult
+from codemonkeys.trajectories.models import Candidate, EditingResult, SelectionResult
 from codemonkeys.trajectories.selection import run_selection
 from codemonkeys.trajectories.testing import run_testing
 from codemonkeys.voting import collect_candidates, distinct_scripts, vote
@@ -32,11 +35,12 @@ from codemonkeys.voting import collect_candidates, distinct_scripts, vote
 log = logging.getLogger("codemonkeys.pipeline")
 
 
-class _Generation(BaseModel):
-    testing: list[TestingResult]
-    editing: list[EditingResult]
-    budget_exhausted: bool
-    model_errors: list[str]
+class StageFailed(Exception):
+    """A stage crashed for a reason of its own (not a stopped run); the result says so and a rerun retries."""
+
+    def __init__(self, stage: Stage, cause: BaseException) -> None:
+        super().__init__(crash_message(cause))
+        self.stage = stage
 
 
 @dataclass
@@ -48,48 +52,46 @@ class _Job:
     client: ModelClient
     store: RunStore
     inst: InstanceStore
+    originals: OriginalFiles
     started: float = field(default_factory=time.monotonic)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    clock: StageClock = field(default_factory=StageClock)
+    facts: dict[str, Any] = field(default_factory=dict)
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        """Wall time per stage, for the summary and the benchmarks."""
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            elapsed = self.stage_seconds.get(stage, 0.0) + time.monotonic() - started
-            self.stage_seconds[stage] = round(elapsed, 3)
-
-    def bind(self, stage: str, model: str, record: str, cache_prefix: int = 0) -> BoundModel:
+    def bind(self, stage: Stage, model: str, record: Any, cache_prefix: int = 0) -> BoundModel:
         return self.client.bind(
-            model=model,
-            instance=self.problem.instance_id,
-            stage=stage,
-            record=self.inst.path(record),
-            cache_prefix=cache_prefix,
+            model=model, instance=self.problem.instance_id, stage=stage, record=record, cache_prefix=cache_prefix
         )
 
 
 async def solve(problem: Problem, settings: Settings, client: ModelClient, store: RunStore) -> SolveResult:
     """Context → generation → voting → selection; every finished step is read back instead of redone."""
-    job = _Job(problem, settings, client, store, store.instance(problem.instance_id))
-    done = job.inst.load("result.json", SolveResult)
-    if done is not None and done.status not in RESUMABLE and not done.budget_exhausted:
+    inst = store.instance(problem.instance_id)
+    done = inst.result.load()
+    if done is not None and not done.resumable:
         log.info("%s: already solved in this run directory", problem.instance_id)
         return done
-    job.inst.save("problem.json", problem)
+    inst.problem.save(problem)
+    job = _Job(problem, settings, client, store, inst, OriginalFiles(problem.repo_path, problem.commit))
     try:
-        with job.timed("context"):
-            context = await build_context(problem, client, settings, job.inst)
-    except BudgetExceeded as exc:
-        log.warning("context: budget spent (%s)", exc)
-        return _finish(job, status="budget_exhausted", budget_exhausted=True)
-    except ModelCallError as exc:
-        log.error("context: the model provider failed: %s", exc)
-        return _finish(job, status="model_error", error=f"context: {exc}")
-    provider = await make_provider(settings, problem, run_label=store.root.name)
+        return await _run(job)
+    except RunStopped as exc:
+        status = "budget_exhausted" if isinstance(exc, BudgetExceeded) else "model_error"
+        log.warning("%s stopped: %s", exc.stage or "run", exc)
+        return _finish(job, status=status, stopped_stage=exc.stage, error=str(exc))
+    except StageFailed as exc:
+        log.error("%s failed: %s", exc.stage, exc)
+        return _finish(job, status="failed", stopped_stage=str(exc.stage), error=str(exc))
+
+
+async def _run(job: _Job) -> SolveResult:
+    s = job.settings
+    context = await build_context(job.problem, job.client, s.models, s.context, job.inst, job.originals, job.clock)
+    try:
+        provider = await make_provider(s.sandbox, job.problem, run_label=job.store.root.name)
+    except SandboxError as exc:
+        raise StageFailed(Stage.SANDBOX, exc) from exc
     log.info("sandbox: %s", provider.description)
+    job.facts["sandbox"] = provider.description
     try:
         return await _generate_and_choose(job, context, provider)
     finally:
@@ -97,147 +99,134 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
 
 
 async def _generate_and_choose(job: _Job, context: ContextResult, provider: SandboxProvider) -> SolveResult:
-    with job.timed("generate"):
-        gen = await _generate(job, context, provider)
-    finish: dict[str, Any] = {
-        "sandbox": provider.description,
-        "trajectories": job.settings.samples,
-        "model_errors": len(gen.model_errors),
-        "error": gen.model_errors[0] if gen.model_errors else None,
-    }
-    candidates = collect_candidates(gen.editing)
-    log.info("generate: %d candidate(s) from %d trajectories", len(candidates), job.settings.samples)
+    s = job.settings
+    editing = await _generate(job, context, provider)
+    candidates = collect_candidates(editing)
+    job.facts |= {"trajectories": s.generation.samples, "candidates": len(candidates)}
+    log.info("generation: %d candidate(s) from %d trajectories", len(candidates), s.generation.samples)
     if not candidates:
-        status: Status = "no_candidate"
-        if gen.budget_exhausted:
-            status = "budget_exhausted"
-        elif gen.model_errors:
-            status = "model_error"
-        return _finish(job, status=status, budget_exhausted=gen.budget_exhausted, **finish)
-    scripts = [r.script for r in gen.editing if r.script]
-    votes = job.inst.load("votes.json", VoteResult)
+        return _finish(job, status="no_candidate")
+    scripts = [r.script for r in editing if r.script]
+    votes = job.inst.votes.load()
     if votes is None or votes.candidate_ids != [c.id for c in candidates] or votes.scripts != distinct_scripts(scripts):
-        # New candidates (a resumed run that had run out of budget): the old votes and choice are stale.
-        for stale in ("selection.json", "selection.calls.json"):
-            job.inst.path(stale).unlink(missing_ok=True)
-        with job.timed("vote"):
-            votes = await vote(candidates, scripts, provider, job.settings)
-        job.inst.save("votes.json", votes)
+        # New candidates (a resumed run that had stopped in generation): the old votes and choice are stale.
+        job.inst.selection.forget()
+        with job.clock(Stage.VOTING):
+            votes = await vote(candidates, scripts, provider, s.generation, s.sandbox)
+        job.inst.votes.save(votes)
+    job.facts["votes"] = votes.votes
     top = [next(c for c in candidates if c.id == cid) for cid in votes.top]
-    log.info("vote: top %s with votes %s", [c.id for c in top], [votes.votes[c.id] for c in top])
-    with job.timed("select"):
-        selection, budget_hit = await _select(job, context, provider, top)
-    chosen = top[selection.chosen_id]
+    log.info("voting: top %s with votes %s", [c.id for c in top], [votes.votes[c.id] for c in top])
+    with job.clock(Stage.SELECTION):
+        selection = await _select(job, context, provider, top)
+    chosen = next(c for c in top if c.id == selection.chosen_candidate)
     return _finish(
         job,
         status="patched",
         patch=chosen.patch,
         chosen_candidate=chosen.id,
-        votes=votes.votes,
-        candidates=len(candidates),
         selection_fallback=selection.fallback,
-        budget_exhausted=gen.budget_exhausted or budget_hit,
-        **finish,
     )
 
 
-async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider) -> _Generation:
-    """Runs every testing → editing pair concurrently; a pair stopped by the budget or by a failing provider
-    is left unsaved, so a rerun resumes it."""
-    settings, inst = job.settings, job.inst
+async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider) -> list[EditingResult]:
+    """Runs every testing → editing pair concurrently and lets each finish or stop; a pair stopped by the
+    budget or a failing provider is left unsaved (its finished testing half stays saved), then the stop
+    is raised so the run ends with every finished pair kept."""
+    s, inst = job.settings, job.inst
     finished = 0
 
-    async def pair(i: int) -> tuple[TestingResult, EditingResult]:
+    async def pair(i: int) -> EditingResult:
         nonlocal finished
-        model = settings.models[i % len(settings.models)]
-        testing = inst.load(f"testing/{i}.json", TestingResult)
-        editing = inst.load(f"editing/{i}.json", EditingResult)
-        if testing is None or editing is None:
+        model = s.models.names[i % len(s.models.names)]
+        testing, editing = inst.testing(i), inst.editing(i)
+        tested, edited = testing.load(), editing.load()
+        if tested is None or edited is None:
             sandbox = await provider.open(f"trajectory-{i}")
             try:
-                if testing is None:
-                    bound = job.bind("testing", model, f"testing/{i}.calls.json")
-                    testing = await run_testing(job.problem, bound, sandbox, settings, i)
-                    inst.save(f"testing/{i}.json", testing)
-                bound = job.bind("editing", model, f"editing/{i}.calls.json", cache_prefix=1)
-                editing = await run_editing(job.problem, context, testing, bound, sandbox, settings, i)
-                inst.save(f"editing/{i}.json", editing)
+                if tested is None:
+                    with job.clock(Stage.TESTING):
+                        bound = job.bind(Stage.TESTING, model, testing.calls)
+                        tested = await run_testing(job.problem, bound, sandbox, s.generation, s.sandbox, i)
+                    testing.save(tested)
+                with job.clock(Stage.EDITING):
+                    bound = job.bind(Stage.EDITING, model, editing.calls, cache_prefix=1)
+                    edited = await run_editing(
+                        job.problem, context, tested, job.originals, bound, sandbox, s.generation, s.sandbox
+                    )
+                editing.save(edited)
             finally:
                 await sandbox.close()
         finished += 1
-        log.info(
-            "generate: trajectory %d done (%d/%d)%s",
-            i,
-            finished,
-            settings.samples,
-            "" if editing.patch else f", no candidate: {editing.error or 'no edit applied'}",
-        )
-        return testing, editing
+        why = "" if edited.patch else f", no candidate: {edited.error or 'no edit applied'}"
+        log.info("generation: trajectory %d done (%d/%d)%s", i, finished, s.generation.samples, why)
+        return edited
 
-    outcomes = await asyncio.gather(*(pair(i) for i in range(settings.samples)), return_exceptions=True)
-    testing_results, editing_results, budget, model_errors = [], [], False, []
+    outcomes = await asyncio.gather(*(pair(i) for i in range(s.generation.samples)), return_exceptions=True)
+    results: list[EditingResult] = []
+    stops: list[RunStopped] = []
     for i, outcome in enumerate(outcomes):
-        if isinstance(outcome, BudgetExceeded):
-            budget = True
-        elif isinstance(outcome, ModelCallError):
-            log.error("generate: trajectory %d stopped, the model provider failed: %s", i, outcome)
-            model_errors.append(f"trajectory {i}: {outcome}")
+        if isinstance(outcome, RunStopped):
+            stops.append(outcome)
         elif isinstance(outcome, BaseException):
-            log.error("generate: trajectory %d failed: %s", i, outcome)
+            log.error("generation: trajectory %d failed: %s", i, crash_message(outcome))
         else:
-            testing_results.append(outcome[0])
-            editing_results.append(outcome[1])
-    if budget:
-        log.warning("generate: budget spent; %d trajectories finished", len(editing_results))
-    return _Generation(
-        testing=testing_results, editing=editing_results, budget_exhausted=budget, model_errors=model_errors
-    )
+            results.append(outcome)
+    if stops:
+        log.warning("generation: %d of %d trajectories finished before the stop", len(results), len(outcomes))
+        raise stops[0]
+    return results
 
 
 async def _select(
     job: _Job, context: ContextResult, provider: SandboxProvider, top: list[Candidate]
-) -> tuple[SelectionResult, bool]:
-    """One candidate needs no selection; a spent budget falls back to the top-voted candidate."""
-    saved = job.inst.load("selection.json", SelectionResult)
+) -> SelectionResult:
+    """One candidate needs no selection. Only a finished selection is saved: a stopped or crashed one is
+    redone by a rerun (its finished calls replayed)."""
+    record = job.inst.selection
+    saved = record.load()
     if saved is not None:
-        return saved, False
+        return saved
     if len(top) == 1:
-        return SelectionResult(chosen_id=0, fallback=False), False
-    example = next((s for s in top[0].scripts if s), "")
-    bound = job.bind("selection", job.settings.models[0], "selection.calls.json")
-    sandbox = await provider.open("selection")
+        return SelectionResult(chosen_candidate=top[0].id)
+    s = job.settings
+    bound = job.bind(Stage.SELECTION, s.models.names[0], record.calls)
     try:
-        selection = await run_selection(job.problem, context, top, example, bound, sandbox, job.settings)
-    except BudgetExceeded:
-        log.warning("select: budget spent; taking the top-voted candidate")
-        return SelectionResult(chosen_id=0, fallback=True, error="budget spent"), True
-    finally:
-        await sandbox.close()
-    job.inst.save("selection.json", selection)
-    log.info("select: candidate %d%s", top[selection.chosen_id].id, " (fallback)" if selection.fallback else "")
-    return selection, False
+        async with await provider.open("selection") as sandbox:
+            selection = await run_selection(
+                job.problem,
+                context,
+                top,
+                job.originals,
+                bound,
+                sandbox,
+                s.generation,
+                s.sandbox,
+                s.context.max_file_tokens * CHARS_PER_TOKEN,
+            )
+    except RunStopped:
+        raise
+    except Exception as exc:
+        raise StageFailed(Stage.SELECTION, exc) from exc
+    record.save(selection)
+    log.info("selection: candidate %d%s", selection.chosen_candidate, " (fallback)" if selection.fallback else "")
+    return selection
 
 
 def _finish(job: _Job, **fields: Any) -> SolveResult:
     instance_id = job.problem.instance_id
     result = SolveResult(
         instance_id=instance_id,
-        stage_seconds=job.stage_seconds,
+        stage_seconds=job.clock.seconds,
         usage=job.client.stage_totals(instance_id),
         cost_usd=job.client.spent(instance_id),
         unpriced_models=job.client.unpriced_models(),
         seconds=round(time.monotonic() - job.started, 2),
+        **job.facts,
         **fields,
     )
-    job.inst.save("result.json", result)
+    job.inst.result.save(result)
     write_report(job.inst, result)
     if result.patch:
-        _record_prediction(job.store, instance_id, result.patch)
+        job.store.record_prediction(instance_id, result.patch)
     return result
-
-
-def _record_prediction(store: RunStore, instance_id: str, patch: str) -> None:
-    """SWE-bench's prediction format, one line per instance: a resumed instance replaces its old line."""
-    kept = [r for r in read_jsonl(store.predictions_path) if r.get("instance_id") != instance_id]
-    kept.append({"instance_id": instance_id, "model_name_or_path": "codemonkeys", "model_patch": patch})
-    atomic_write_text(store.predictions_path, "".join(json.dumps(r) + "\n" for r in kept))

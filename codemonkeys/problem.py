@@ -61,7 +61,8 @@ def resolve_commit(repo_path: Path, commit: str | None) -> str:
         raise ProblemError(f"commit not found in {repo_path}: {ref}") from None
 
 
-def read_issue(text: str) -> str:
+def clean_issue(text: str) -> str:
+    """The issue text as every prompt shows it; an empty one is bad input."""
     if not text.strip():
         raise ProblemError("the issue text is empty")
     return text.strip() + "\n"
@@ -72,6 +73,6 @@ def make_problem(
 ) -> Problem:
     repo_path = resolve_repo(repo, clones_dir)
     sha = resolve_commit(repo_path, commit)
-    issue = read_issue(issue_text)
+    issue = clean_issue(issue_text)
     name = instance_id or f"{repo_path.name}-{sha[:8]}-{hashlib.sha1(issue.encode()).hexdigest()[:6]}"
     return Problem(instance_id=name, repo_path=str(repo_path), commit=sha, issue=issue)

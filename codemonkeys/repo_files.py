@@ -9,10 +9,11 @@ import logging
 import math
 import re
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from codemonkeys.syntax import outline
 
@@ -96,6 +97,8 @@ class SourceFile(BaseModel):
     path: str
     text: str
     tokens: int
+    # Relevance, ranking and packing each show the file: its view (a tree-sitter outline) is made once.
+    _views: dict[int, FileView] = PrivateAttr(default_factory=dict)
 
 
 def estimate_tokens(text: str) -> int:
@@ -195,12 +198,42 @@ class FileView(BaseModel):
 def view(file: SourceFile, max_file_tokens: int) -> FileView:
     """Whole when it fits in `max_file_tokens`; otherwise the outline, or a head-and-tail cut when there is
     no grammar for the language (or the outline itself is too long)."""
+    if max_file_tokens not in file._views:
+        file._views[max_file_tokens] = _make_view(file, max_file_tokens)
+    return file._views[max_file_tokens]
+
+
+def _make_view(file: SourceFile, max_file_tokens: int) -> FileView:
     if file.tokens <= max_file_tokens:
         return FileView(text=file.text, kind="whole")
     summary = outline(file.path, file.text)
     if summary and estimate_tokens(summary) <= max_file_tokens:
         return FileView(text=summary, kind="outline")
     return FileView(text=head_tail(summary or file.text, max_file_tokens * CHARS_PER_TOKEN), kind="excerpt")
+
+
+class OriginalFiles:
+    """Files as they are at the problem's commit, each read once per run: the context stage hands over every
+    file it read, and the rest (an edit may touch any file) come from git on first use. Every edit set applies
+    to these, never to an earlier edit."""
+
+    def __init__(self, repo_path: str, commit: str) -> None:
+        self.repo_path = Path(repo_path)
+        self.commit = commit
+        self._texts: dict[str, str | None] = {}
+
+    def remember(self, files: Iterable[SourceFile]) -> None:
+        self._texts.update((f.path, f.text) for f in files)
+
+    def __call__(self, path: str) -> str | None:
+        """The file's text, or None when it does not exist at the commit (or is not a file)."""
+        path = path.removeprefix("./")
+        if path not in self._texts:
+            proc = subprocess.run(
+                ["git", "-C", str(self.repo_path), "show", f"{self.commit}:{path}"], capture_output=True, check=False
+            )
+            self._texts[path] = proc.stdout.decode("utf-8", errors="replace") if proc.returncode == 0 else None
+        return self._texts[path]
 
 
 def head_tail(text: str, max_chars: int) -> str:

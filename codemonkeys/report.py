@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from codemonkeys.problem import Problem
+from codemonkeys.jsonfiles import atomic_write_text
 from codemonkeys.result import SolveResult
-from codemonkeys.store import InstanceStore, atomic_write_text
+from codemonkeys.sandbox.base import Outcome
 from codemonkeys.trajectories.models import EditingResult, TestingResult, Turn, VoteResult
 from codemonkeys.voting import collect_candidates
+
+if TYPE_CHECKING:  # the store imports the result model this page shows
+    from codemonkeys.store import InstanceStore
 
 _STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;white-space:pre-wrap}table{border-collapse:collapse}
@@ -18,10 +22,10 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th:first-child,t
 
 
 def write_report(inst: InstanceStore, result: SolveResult) -> Path:
-    problem = inst.load("problem.json", Problem)
-    testing = _load_all(inst, "testing", TestingResult)
-    editing = _load_all(inst, "editing", EditingResult)
-    votes = inst.load("votes.json", VoteResult)
+    problem = inst.problem.load()
+    testing = inst.all_testing()
+    editing = inst.all_editing()
+    votes = inst.votes.load()
     parts = [
         f"<h1>{escape(result.instance_id)}: {escape(result.status.replace('_', ' '))}</h1>",
         _summary(result),
@@ -43,17 +47,9 @@ def write_report(inst: InstanceStore, result: SolveResult) -> Path:
     parts.append("<h2>Trajectories</h2>")
     parts += [_trajectory(t, e) for t, e in _pairs(testing, editing)]
     page = f"<!doctype html><meta charset=utf-8><title>{escape(result.instance_id)}</title><style>{_STYLE}</style>"
-    path = inst.path("report.html")
+    path = inst.report_path
     atomic_write_text(path, page + "\n".join(parts) + "\n")
     return path
-
-
-def _load_all(inst: InstanceStore, folder: str, cls: type) -> list:
-    directory = inst.path(folder)
-    if not directory.is_dir():
-        return []
-    paths = sorted((p for p in directory.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
-    return [cls.model_validate_json(p.read_text(encoding="utf-8")) for p in paths]
 
 
 def _summary(result: SolveResult) -> str:
@@ -61,6 +57,7 @@ def _summary(result: SolveResult) -> str:
         "trajectories": result.trajectories,
         "distinct candidates": result.candidates,
         "selection fell back to the top vote": result.selection_fallback,
+        "stopped in": result.stopped_stage or "",
         "sandbox": result.sandbox,
         "cost (USD)": f"{result.cost_usd:.4f}",
         "seconds": result.seconds,
@@ -88,7 +85,8 @@ def _votes(votes: VoteResult) -> str:
     for s, script in enumerate(votes.scripts):
         cells = [votes.empty_patch[s] if s < len(votes.empty_patch) else None, *votes.matrix[s]]
         tds = "".join(
-            f"<td class={'ok' if code == 0 else 'bad'}>{'-' if code is None else code}</td>" for code in cells
+            f"<td class={'ok' if seen is Outcome.FIXED else 'bad'}>{'-' if seen is None else seen}</td>"
+            for seen in cells
         )
         label = f"<details><summary>script {s}</summary><pre>{escape(script)}</pre></details>"
         rows.append(f"<tr><td>{label}</td>{tds}</tr>")

@@ -8,13 +8,14 @@ from pydantic import BaseModel
 
 from codemonkeys.llm import StageTotals
 
-Status = Literal["patched", "no_candidate", "budget_exhausted", "model_error"]
-# A rerun of the same command picks these up again instead of returning them as final.
-RESUMABLE = ("budget_exhausted", "model_error")
+# `budget_exhausted` and `model_error`: the run stopped early (DESIGN.md, "Stop rule"); `failed`: a stage
+# crashed (a sandbox that would not start). A rerun of the same command resumes all three.
+Status = Literal["patched", "no_candidate", "budget_exhausted", "model_error", "failed"]
+RESUMABLE = ("budget_exhausted", "model_error", "failed")
 
 
 class SolveResult(BaseModel):
-    """`result.json`: what the run chose and what it cost."""
+    """`result.json`: what the run chose and what it cost, or where it stopped and why."""
 
     instance_id: str
     status: Status
@@ -24,8 +25,7 @@ class SolveResult(BaseModel):
     candidates: int = 0
     trajectories: int = 0
     selection_fallback: bool = False
-    budget_exhausted: bool = False
-    model_errors: int = 0
+    stopped_stage: str | None = None
     error: str | None = None
     sandbox: str = ""
     usage: dict[str, StageTotals] = {}
@@ -33,3 +33,7 @@ class SolveResult(BaseModel):
     unpriced_models: list[str] = []
     seconds: float = 0.0
     stage_seconds: dict[str, float] = {}
+
+    @property
+    def resumable(self) -> bool:
+        return self.status in RESUMABLE

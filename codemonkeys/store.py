@@ -1,68 +1,63 @@
-"""The run directory: every state change written atomically, so a killed run resumes where it stopped."""
+"""The run directory's layout (DESIGN.md, "Store"), in this one place: every other module asks for a typed
+record (`inst.testing(i)`, `inst.votes`) instead of building paths. Every save is atomic, so a killed run
+resumes where it stopped."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel
+
+from codemonkeys.context.models import ContextResult
+from codemonkeys.jsonfiles import atomic_write_text, read_jsonl
+from codemonkeys.problem import Problem
+from codemonkeys.result import SolveResult
+from codemonkeys.trajectories.models import EditingResult, SelectionResult, TestingResult, VoteResult
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes to a temp file in the same directory and renames it over `path`: readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class Record(Generic[M]):
+    """One JSON file holding one model; `calls` is the transcript of the conversation that produced it."""
 
+    def __init__(self, path: Path, cls: type[M]) -> None:
+        self.path = path
+        self.cls = cls
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """One line per append with O_APPEND; a line torn by a kill is skipped by `read_jsonl`, and the next
-    record starts on a line of its own so it is not lost with it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, ensure_ascii=False) + "\n"
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = "\n" + line
-        os.write(fd, line.encode("utf-8"))
-    finally:
-        os.close(fd)
+    @property
+    def calls(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.calls.json")
 
+    def load(self) -> M | None:
+        if not self.path.exists():
+            return None
+        return self.cls.model_validate_json(self.path.read_text(encoding="utf-8"))
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    def save(self, value: M) -> None:
+        atomic_write_text(self.path, value.model_dump_json(indent=2))
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def forget(self) -> None:
+        """Drops the record and its transcript: what they held is stale and must be redone."""
+        self.path.unlink(missing_ok=True)
+        self.calls.unlink(missing_ok=True)
 
 
 class RunStore:
-    """`runs/<run>/` with one folder per instance (DESIGN.md, "Store")."""
+    """`runs/<run>/`: the run's settings, usage and predictions, and one folder per instance."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
 
     @property
     def usage_path(self) -> Path:
@@ -75,61 +70,69 @@ class RunStore:
     def instance(self, instance_id: str) -> InstanceStore:
         return InstanceStore(self.root / _safe_name(instance_id))
 
+    def record_prediction(self, instance_id: str, patch: str) -> None:
+        """SWE-bench's prediction format, one line per instance: a resumed instance replaces its old line."""
+        kept = [r for r in read_jsonl(self.predictions_path) if r.get("instance_id") != instance_id]
+        kept.append({"instance_id": instance_id, "model_name_or_path": "codemonkeys", "model_patch": patch})
+        atomic_write_text(self.predictions_path, "".join(json.dumps(r) + "\n" for r in kept))
+
 
 class InstanceStore:
+    """`runs/<run>/<instance>/`."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, rel: str) -> Path:
-        return self.root / rel
+    @property
+    def problem(self) -> Record[Problem]:
+        return Record(self.root / "problem.json", Problem)
 
-    def save(self, rel: str, model: BaseModel) -> None:
-        atomic_write_text(self.path(rel), model.model_dump_json(indent=2))
+    @property
+    def relevance_log(self) -> Path:
+        """One verdict per line, appended as each is known."""
+        return self.root / "context" / "relevance.jsonl"
 
-    def load(self, rel: str, cls: type[M]) -> M | None:
-        path = self.path(rel)
-        if not path.exists():
-            return None
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+    @property
+    def context(self) -> Record[ContextResult]:
+        return Record(self.root / "context" / "ranking.json", ContextResult)
 
-    def exists(self, rel: str) -> bool:
-        return self.path(rel).exists()
+    def ranking_calls(self, index: int) -> Path:
+        return self.root / "context" / f"ranking.{index}.calls.json"
 
+    def testing(self, index: int) -> Record[TestingResult]:
+        return Record(self.root / "testing" / f"{index}.json", TestingResult)
 
-class Transcript(BaseModel):
-    """The model answers of one conversation, in order: replayed positionally on resume."""
+    def editing(self, index: int) -> Record[EditingResult]:
+        return Record(self.root / "editing" / f"{index}.json", EditingResult)
 
-    responses: list[str] = []
+    def all_testing(self) -> list[TestingResult]:
+        return self._all("testing", self.testing)
 
+    def all_editing(self) -> list[EditingResult]:
+        return self._all("editing", self.editing)
 
-class RecordedCalls:
-    """Wraps one conversation's model calls so a resumed run replays finished calls instead of repeating them.
+    @property
+    def votes(self) -> Record[VoteResult]:
+        return Record(self.root / "votes.json", VoteResult)
 
-    Replay is by position: the k-th call of a resumed conversation gets the k-th recorded answer, even if
-    the prompt differs slightly (test output with timings), because a finished call is never paid twice.
-    """
+    @property
+    def selection(self) -> Record[SelectionResult]:
+        return Record(self.root / "selection.json", SelectionResult)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        saved = None
-        if path.exists():
-            try:
-                saved = Transcript.model_validate_json(path.read_text(encoding="utf-8"))
-            except ValueError:
-                saved = None
-        self.transcript = saved or Transcript()
-        self.position = 0
+    @property
+    def result(self) -> Record[SolveResult]:
+        return Record(self.root / "result.json", SolveResult)
 
-    def replay(self) -> str | None:
-        if self.position < len(self.transcript.responses):
-            self.position += 1
-            return self.transcript.responses[self.position - 1]
-        return None
+    @property
+    def report_path(self) -> Path:
+        return self.root / "report.html"
 
-    def record(self, text: str) -> None:
-        self.transcript.responses.append(text)
-        self.position += 1
-        atomic_write_text(self.path, self.transcript.model_dump_json(indent=1))
+    def _all(self, folder: str, record: Callable[[int], Record[M]]) -> list[M]:
+        directory = self.root / folder
+        if not directory.is_dir():
+            return []
+        indexes = sorted(int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit())
+        return [loaded for i in indexes if (loaded := record(i).load()) is not None]
 
 
 def _safe_name(name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from codemonkeys.result import SolveResult
@@ -19,25 +20,20 @@ def print_summary(result: SolveResult, run_dir: Path, console: Console | None = 
         console.print(f"[bold green]patch chosen[/]: {chosen}")
     else:
         console.print(f"[bold red]no patch[/]: {result.status.replace('_', ' ')}")
-    if result.status == "model_error" or result.model_errors:
-        console.print(
-            f"[yellow]the model provider failed ({result.error}); rerun the same command to resume: "
-            "finished calls are not repeated[/]"
-        )
-    if result.budget_exhausted:
-        console.print(
-            "[yellow]the budget ran out: unfinished work stops here; rerun with a larger --budget to resume[/]"
-        )
+    if result.resumable:
+        console.print(f"[yellow]{escape(_stop_line(result))}[/]")
     console.print(
-        f"trajectories {result.trajectories}, distinct candidates {result.candidates}, "
-        f"votes {dict(sorted(result.votes.items())) or '-'}, sandbox {result.sandbox or '-'}"
+        escape(
+            f"trajectories {result.trajectories}, distinct candidates {result.candidates}, "
+            f"votes {dict(sorted(result.votes.items())) or '-'}, sandbox {result.sandbox or '-'}"
+        )
     )
     table = Table(title="model usage", title_justify="left")
     for column in ("stage", "calls", "input tok", "cached tok", "output tok", "errors", "USD"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for stage, t in result.usage.items():
         table.add_row(
-            stage,
+            escape(stage),
             str(t.calls),
             f"{t.prompt_tokens:,}",
             f"{t.cached_tokens:,}",
@@ -48,8 +44,24 @@ def print_summary(result: SolveResult, run_dir: Path, console: Console | None = 
     table.add_row("total", "", "", "", "", "", f"{result.cost_usd:.4f}", style="bold")
     console.print(table)
     if result.unpriced_models:
-        console.print(
-            f"[yellow]no price is known for {', '.join(result.unpriced_models)}: their USD figures are 0; "
-            "set them under [prices] in the --config file (USD per million input and output tokens)[/]"
+        text = (
+            f"no price is known for {', '.join(result.unpriced_models)}: their USD figures are 0; "
+            "set them under [prices] in the --config file (USD per million input and output tokens)"
         )
-    console.print(f"{result.seconds:.1f}s; run directory {run_dir}")
+        console.print(f"[yellow]{escape(text)}[/]")
+    console.print(escape(f"{result.seconds:.1f}s; run directory {run_dir}"))
+
+
+def _stop_line(result: SolveResult) -> str:
+    """Where the run stopped, why, and what the same command will do next."""
+    where = f"the {result.stopped_stage} stage" if result.stopped_stage else "the run"
+    why = {
+        "budget_exhausted": "the budget ran out",
+        "model_error": "the model provider failed",
+        "failed": "it failed",
+    }[result.status]
+    advice = "rerun with a larger --budget" if result.status == "budget_exhausted" else "rerun the same command"
+    return (
+        f"{where} stopped: {why} ({result.error}). {advice} to resume it: finished work is kept and "
+        "finished model calls are not repeated"
+    )

@@ -1,5 +1,5 @@
 """Voting: every distinct final test script runs on every distinct candidate and on the empty patch; a candidate's
-votes are the scripts that exit 0 on it. Scripts that already pass on the original code are recorded as suspicious
+votes are the scripts that say FIXED (exit 0) on it. Scripts that already pass on the original code are recorded as suspicious
 (they cannot see the issue) but still count, as the design says."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from codemonkeys.config import Settings
-from codemonkeys.sandbox.base import Sandbox, SandboxProvider
+from codemonkeys.config import GenerationSettings, SandboxSettings
+from codemonkeys.sandbox.base import Outcome, Sandbox, SandboxProvider
 from codemonkeys.trajectories.common import crash_message
 from codemonkeys.trajectories.models import Candidate, EditingResult, VoteResult
 
@@ -32,6 +32,7 @@ def collect_candidates(results: list[EditingResult]) -> list[Candidate]:
         key = normalize(result.patch)
         if key not in by_key:
             by_key[key] = Candidate(id=len(by_key), patch=result.patch)
+        by_key[key].paths = list(dict.fromkeys([*by_key[key].paths, *result.touched]))
         by_key[key].sources.append(result.index)
         by_key[key].scripts.append(result.script or "")
     return list(by_key.values())
@@ -51,7 +52,11 @@ def distinct_scripts(scripts: list[str]) -> list[str]:
 
 
 async def vote(
-    candidates: list[Candidate], scripts: list[str], provider: SandboxProvider, settings: Settings
+    candidates: list[Candidate],
+    scripts: list[str],
+    provider: SandboxProvider,
+    generation: GenerationSettings,
+    box: SandboxSettings,
 ) -> VoteResult:
     """Runs the whole script × (candidates + empty patch) matrix over a small pool of sandboxes.
 
@@ -76,26 +81,26 @@ async def vote(
                     sandbox = await provider.open(f"vote-{number}")
                 patch = "" if col == EMPTY else candidates[col].patch
                 try:
-                    run = await sandbox.run_on(patch, distinct[row], settings.test_timeout)
+                    run = await sandbox.run_on(patch, distinct[row], box.test_timeout)
                 except Exception as exc:
                     result.error = result.error or f"script {row} on {_label(col)}: {crash_message(exc)}"
                     await _close(sandbox)
                     sandbox = None
                     continue
                 if col == EMPTY:
-                    result.empty_patch[row] = run.exit_code
+                    result.empty_patch[row] = run.outcome
                 else:
-                    result.matrix[row][col] = run.exit_code
+                    result.matrix[row][col] = run.outcome
         except Exception as exc:
             result.error = result.error or f"could not open a sandbox: {crash_message(exc)}"
         finally:
             if sandbox is not None:
                 await _close(sandbox)
 
-    size = min(POOL, settings.max_containers, len(jobs))
+    size = min(POOL, box.max_containers, len(jobs))
     await asyncio.gather(*(worker(n) for n in range(size)))
-    result.suspicious = [row for row, code in enumerate(result.empty_patch) if code == 0]
-    result.votes = {c.id: sum(1 for row in result.matrix if row[col] == 0) for col, c in enumerate(candidates)}
+    result.suspicious = [row for row, seen in enumerate(result.empty_patch) if seen is Outcome.FIXED]
+    result.votes = {c.id: sum(row[col] is Outcome.FIXED for row in result.matrix) for col, c in enumerate(candidates)}
     ranked = sorted(
         range(len(candidates)),
         key=lambda col: (
@@ -105,7 +110,7 @@ async def vote(
             col,
         ),
     )
-    result.top = [candidates[col].id for col in ranked[: settings.top_k]]
+    result.top = [candidates[col].id for col in ranked[: generation.top_k]]
     log.info(
         "vote: %d script(s) × %d candidate(s): votes %s, top %s, %d script(s) pass on the original code",
         len(distinct),

@@ -10,7 +10,7 @@ from typing import Any
 import docker
 import pytest
 
-from codemonkeys.config import Settings
+from codemonkeys.config import Settings, nest
 from codemonkeys.sandbox import engine
 from tests.fake_model_server import FakeModelServer, Responder
 
@@ -49,7 +49,7 @@ def settings_for(tmp_path: Path) -> Callable[..., Settings]:
             "request_timeout": 10.0,
             "run_dir": (tmp or tmp_path) / "run",
         }
-        return Settings(**(values | overrides))
+        return Settings.model_validate(nest(values | overrides, "test"))
 
     return build
 

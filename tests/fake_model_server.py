@@ -17,6 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Responder = Callable[[list[dict], str], str]
+STAGE_HEADER = "X-CodeMonkeys-Stage"
+_request = threading.local()
+
+
+def current_stage() -> str:
+    """The stage the client named in its request header, for a responder to route on (each request is served
+    in a thread of its own); never guessed from the prompt's wording."""
+    return getattr(_request, "stage", "")
 
 
 @dataclass
@@ -24,6 +32,7 @@ class FakeCall:
     model: str
     messages: list[dict]
     response: str
+    stage: str = ""
 
 
 def _text(content: Any) -> str:
@@ -62,7 +71,8 @@ class FakeModelServer:
 
     `fault_rate` of the requests (chosen by a seeded random) get a fault from `faults`: an HTTP status code
     ("429", "500", "401", ...; a 429 carries `Retry-After: retry_after` when that is set), "garbage" (200 with a non-JSON body), "empty" (200 JSON without choices) or
-    "timeout" (no answer for `timeout_delay` seconds). A responder that raises gives HTTP 500. A "401" echoes
+    "timeout" (no answer for `timeout_delay` seconds). With `fault_stages`, only requests of those stages
+    (the client's stage header) can fault. A responder that raises gives HTTP 500. A "401" echoes
     the bearer token, as real providers partly do, so tests can check that it never reaches a record.
     """
 
@@ -76,7 +86,9 @@ class FakeModelServer:
         seed: int = 0,
         timeout_delay: float = 30.0,
         retry_after: float | None = None,
+        fault_stages: frozenset[str] | None = None,
     ) -> None:
+        self.fault_stages = fault_stages
         self.responder = responder
         self.retry_after = retry_after
         self.latency = latency
@@ -138,12 +150,16 @@ class FakeModelServer:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length)
         api_key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
+        stage = handler.headers.get(STAGE_HEADER, "")
+        _request.stage = stage
         with self._lock:
             self.requests += 1
             self.api_keys.add(api_key)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             fault = self._random.choice(self.faults) if self._random.random() < self.fault_rate else None
+            if self.fault_stages is not None and stage not in self.fault_stages:
+                fault = None
             if fault:
                 self.faulted += 1
         try:
@@ -167,12 +183,12 @@ class FakeModelServer:
                 error = {"error": {"message": f"injected {status}", "type": "injected"}}
                 self._send_raw(handler, status, json.dumps(error).encode(), "application/json", headers)
             else:
-                self._answer(handler, json.loads(raw))
+                self._answer(handler, json.loads(raw), stage)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
-    def _answer(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
+    def _answer(self, handler: BaseHTTPRequestHandler, body: dict, stage: str) -> None:
         model, messages = body.get("model", ""), body.get("messages", [])
         try:
             text = self.responder(messages, model)
@@ -183,7 +199,7 @@ class FakeModelServer:
         with self._lock:
             cached = max((tokens for key, tokens in keys[:-1] if key in self._seen_prefixes), default=0)
             self._seen_prefixes.update(key for key, _ in keys)
-            self.calls.append(FakeCall(model=model, messages=messages, response=text))
+            self.calls.append(FakeCall(model=model, messages=messages, response=text, stage=stage))
             number = len(self.calls)
         prompt_tokens = keys[-1][1] if keys else 0
         completion_tokens = _tokens(text)

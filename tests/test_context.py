@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from codemonkeys.config import Settings
-from codemonkeys.context import RESULT, build_context
+from codemonkeys.answers import AnswerFormatError
+from codemonkeys.config import Settings, nest
+from codemonkeys.context import build_context
 from codemonkeys.context.models import ContextResult
 from codemonkeys.context.ranking import average_order, pack, parse_ranking
-from codemonkeys.context.relevance import RELEVANCE_LOG, AnswerFormatError, parse_relevance
+from codemonkeys.context.relevance import parse_relevance
+from codemonkeys.jsonfiles import read_jsonl
 from codemonkeys.llm import BudgetExceeded, ModelCallError, ModelClient
 from codemonkeys.problem import Problem
-from codemonkeys.repo_files import SourceFile, estimate_tokens
-from codemonkeys.store import InstanceStore, RunStore, read_jsonl
+from codemonkeys.repo_files import OriginalFiles, SourceFile, estimate_tokens
+from codemonkeys.stages import StageClock
+from codemonkeys.store import InstanceStore, RunStore
 from tests.fake_model_server import FakeModelServer
 from tests.test_repo_files import big_python, commit_files
 
@@ -112,13 +115,34 @@ def make_settings(server: FakeModelServer, tmp_path: Path, **overrides: object) 
         "max_file_tokens": 200,
         "context_tokens": 1000,
     }
-    return Settings(**(values | overrides))
+    return Settings.model_validate(nest(values | overrides, "test"))
 
 
 def setup(server: FakeModelServer, tmp_path: Path, **overrides: object) -> tuple[ModelClient, Settings, InstanceStore]:
     settings = make_settings(server, tmp_path, **overrides)
-    client = ModelClient(settings, usage_path=settings.run_dir / "usage.jsonl")
+    assert settings.run_dir is not None
+    client = ModelClient(settings.models, settings.budget, usage_path=settings.run_dir / "usage.jsonl")
     return client, settings, RunStore(settings.run_dir).instance("calc-1")
+
+
+async def run_context(
+    problem: Problem,
+    client: ModelClient,
+    settings: Settings,
+    store: InstanceStore,
+    originals: OriginalFiles | None = None,
+    clock: StageClock | None = None,
+) -> ContextResult:
+    """`build_context` with the run's model and context settings, and fresh originals and clock unless given."""
+    return await build_context(
+        problem,
+        client,
+        settings.models,
+        settings.context,
+        store,
+        originals or OriginalFiles(problem.repo_path, problem.commit),
+        clock or StageClock(),
+    )
 
 
 def relevance_calls(server: FakeModelServer) -> list[str]:
@@ -196,7 +220,7 @@ def test_parse_ranking_takes_the_last_json_list_block() -> None:
     ],
 )
 def test_parse_ranking_rejects_answers_without_a_usable_list(text: str, complaint: str) -> None:
-    with pytest.raises(ValueError, match=complaint):
+    with pytest.raises(AnswerFormatError, match=complaint):
         parse_ranking(text, {"a.py"})
 
 
@@ -254,8 +278,15 @@ async def test_build_context_end_to_end(problem: Problem, tmp_path: Path) -> Non
     model = ScriptedModel(RELEVANCE, [*GOOD_RANKINGS, dropped])
     with FakeModelServer(model, latency=0.05) as server:
         client, settings, store = setup(server, tmp_path, rankings=4)
-        result = await build_context(problem, client, settings, store)
+        originals, clock = OriginalFiles(problem.repo_path, problem.commit), StageClock()
+        result = await run_context(problem, client, settings, store, originals, clock)
     assert server.max_in_flight >= 4  # files are judged, and rankings made, concurrently
+    assert {c.stage for c in server.calls} == {"relevance", "ranking"}
+    assert set(clock.seconds) == {"relevance", "ranking"}
+
+    # every file read is handed over, so the trajectories need not read it from git again
+    originals.repo_path = tmp_path / "gone"
+    assert originals("calc/ops.py") == REPO_FILES["calc/ops.py"]
 
     # every source file was asked about once, retried files twice; skipped files never
     asked = relevance_calls(server)
@@ -304,22 +335,22 @@ async def test_build_context_end_to_end(problem: Problem, tmp_path: Path) -> Non
     assert [n for n in result.notes if "dropped" in n] and "Still ```no list```." in " ".join(result.notes)
     assert [f.path for f in result.files] == result.ranked
     assert [f.outline for f in result.files] == [False, False, True]
-    assert result.tokens <= settings.context_tokens
+    assert result.tokens <= settings.context.context_tokens
 
-    saved = ContextResult.model_validate_json(store.path(RESULT).read_text())
+    saved = ContextResult.model_validate_json(store.context.path.read_text())
     assert saved == result
     for i in range(4):
-        assert store.path(f"context/ranking.{i}.calls.json").exists()
+        assert store.ranking_calls(i).exists()
 
 
 async def test_resume_asks_only_for_missing_verdicts_and_replays_rankings(problem: Problem, tmp_path: Path) -> None:
     model = ScriptedModel(RELEVANCE, GOOD_RANKINGS)
     with FakeModelServer(model) as server:
         client, settings, store = setup(server, tmp_path)
-        first = await build_context(problem, client, settings, store)
+        first = await run_context(problem, client, settings, store)
 
     # as if killed after three verdicts, one of them a failed call, and before ranking.json was written
-    records = read_jsonl(store.path(RELEVANCE_LOG))
+    records = read_jsonl(store.relevance_log)
     kept = [r for r in records if r["path"] in {"calc/ops.py", "calc/parse.py", "docs/notes.md"}]
     failed = {
         "path": "calc/huge.py",
@@ -329,12 +360,12 @@ async def test_resume_asks_only_for_missing_verdicts_and_replays_rankings(proble
         "call_failed": True,
     }
     lines = [json.dumps(r) + "\n" for r in [*kept, failed]]
-    store.path(RELEVANCE_LOG).write_text("".join(lines) + '{"path": "calc/to')
-    store.path(RESULT).unlink()
+    store.relevance_log.write_text("".join(lines) + '{"path": "calc/to')
+    store.context.path.unlink()
 
     with FakeModelServer(ScriptedModel(RELEVANCE, [])) as server:
         client, settings, store = setup(server, tmp_path)
-        second = await build_context(problem, client, settings, store)
+        second = await run_context(problem, client, settings, store)
     assert sorted(relevance_calls(server)) == [
         "calc/__init__.py",
         "calc/garbled.py",
@@ -349,7 +380,7 @@ async def test_resume_asks_only_for_missing_verdicts_and_replays_rankings(proble
 
     with FakeModelServer(ScriptedModel({}, [])) as server:
         client, settings, store = setup(server, tmp_path)
-        third = await build_context(problem, client, settings, store)
+        third = await run_context(problem, client, settings, store)
     assert server.requests == 0
     assert third == second
 
@@ -361,16 +392,16 @@ async def test_a_failing_provider_stops_the_context_and_a_rerun_asks_only_the_fa
     with FakeModelServer(ScriptedModel(RELEVANCE, GOOD_RANKINGS[:1] * 3)) as server:
         client, settings, store = setup(server, tmp_path)
         with pytest.raises(ModelCallError, match="1 of 2 files could not be judged"):
-            await build_context(problem, client, settings, store)
-    assert not store.exists(RESULT), "a context with holes is never frozen"
-    verdicts = {r["path"]: r for r in read_jsonl(store.path(RELEVANCE_LOG))}
+            await run_context(problem, client, settings, store)
+    assert not store.context.exists(), "a context with holes is never frozen"
+    verdicts = {r["path"]: r for r in read_jsonl(store.relevance_log)}
     assert verdicts["calc/broken.py"]["call_failed"] and "model call failed" in verdicts["calc/broken.py"]["error"]
     assert verdicts["calc/ops.py"]["relevant"]
 
     healed = {**RELEVANCE, "calc/broken.py": [answer(None)]}
     with FakeModelServer(ScriptedModel(healed, GOOD_RANKINGS[:1] * 3)) as server:
         client, settings, store = setup(server, tmp_path)
-        result = await build_context(problem, client, settings, store)
+        result = await run_context(problem, client, settings, store)
     assert relevance_calls(server) == ["calc/broken.py"]
     assert result.ranked == ["calc/ops.py"]
     assert not result.notes
@@ -382,26 +413,26 @@ async def test_budget_exceeded_propagates_and_keeps_finished_verdicts(problem: P
             server, tmp_path, model_concurrency=1, budget_usd=0.5, prices={"openai/fake": (1000.0, 1000.0)}
         )
         with pytest.raises(BudgetExceeded):
-            await build_context(problem, client, settings, store)
-    assert len(read_jsonl(store.path(RELEVANCE_LOG))) == 1
-    assert not store.exists(RESULT)
+            await run_context(problem, client, settings, store)
+    assert len(read_jsonl(store.relevance_log)) == 1
+    assert not store.context.exists()
 
 
 async def test_no_relevant_file_packs_nothing_and_says_so(problem: Problem, tmp_path: Path) -> None:
     with FakeModelServer(ScriptedModel({}, [])) as server:
         client, settings, store = setup(server, tmp_path)
-        result = await build_context(problem, client, settings, store)
+        result = await run_context(problem, client, settings, store)
     assert ranking_calls(server) == 0
     assert result.files == [] and result.ranked == []
     assert any("no file was judged relevant" in n for n in result.notes)
-    assert store.exists(RESULT)
+    assert store.context.exists()
 
 
 async def test_every_ranking_dropped_falls_back_to_path_order(problem: Problem, tmp_path: Path) -> None:
     bad: Callable[[int], tuple[str, str]] = lambda i: (f"no list {i}", f"still none {i}")  # noqa: E731
     with FakeModelServer(ScriptedModel(RELEVANCE, [bad(0), bad(1)])) as server:
         client, settings, store = setup(server, tmp_path, rankings=2)
-        result = await build_context(problem, client, settings, store)
+        result = await run_context(problem, client, settings, store)
     assert ranking_calls(server) == 4
     assert result.rankings == []
     assert result.ranked == ["calc/huge.py", "calc/ops.py", "calc/parse.py", "calc/retry.py"]
@@ -414,11 +445,11 @@ async def test_a_failing_ranking_call_stops_the_context_and_a_rerun_ranks_again(
     with FakeModelServer(ScriptedModel(RELEVANCE, [])) as server:
         client, settings, store = setup(server, tmp_path, max_retries=1)
         with pytest.raises(ModelCallError):
-            await build_context(problem, client, settings, store)
-    assert not store.exists(RESULT)
+            await run_context(problem, client, settings, store)
+    assert not store.context.exists()
 
     with FakeModelServer(ScriptedModel(RELEVANCE, GOOD_RANKINGS)) as server:
         client, settings, store = setup(server, tmp_path)
-        result = await build_context(problem, client, settings, store)
+        result = await run_context(problem, client, settings, store)
     assert relevance_calls(server) == [], "verdicts from the first run are kept"
     assert result.rankings and result.ranked[0] == "calc/ops.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codemonkeys.config import Settings
+from codemonkeys.config import SandboxSettings
 from codemonkeys.problem import Problem
 from codemonkeys.sandbox import engine, factory, images
 from codemonkeys.sandbox.base import SandboxError
@@ -43,8 +43,9 @@ def engine_with_base_image() -> None:
     client.close()
 
 
-def test_spec_carries_the_sandbox_settings(problem: Problem) -> None:
-    settings = Settings(
+async def test_spec_carries_the_sandbox_settings(problem: Problem) -> None:
+    settings = SandboxSettings(
+        kind="local",
         sandbox_network=True,
         output_limit=1234,
         python="python3",
@@ -54,15 +55,19 @@ def test_spec_carries_the_sandbox_settings(problem: Problem) -> None:
         command_prefix="source x &&",
         max_containers=3,
     )
-    spec = factory.spec_from_settings(settings, problem, "run-7")
+    provider = await factory.make_provider(settings, problem, "run-7")
+    assert isinstance(provider, LocalProvider)
+    spec = provider.spec
     assert (spec.repo_path, spec.commit, spec.run_label) == (problem.repo_path, problem.commit, "run-7")
-    assert spec.network and spec.output_limit == 1234 and spec.python == "python3"
-    assert (spec.image, spec.setup, spec.workdir, spec.command_prefix) == ("img:1", "make", "/testbed", "source x &&")
-    assert spec.max_containers == 3
+    box = spec.settings
+    assert box.sandbox_network and box.output_limit == 1234 and box.python == "python3"
+    assert (box.image, box.setup, box.workdir, box.command_prefix) == ("img:1", "make", "/testbed", "source x &&")
+    assert box.max_containers == 3
+    await provider.aclose()
 
 
 async def test_local_when_asked(problem: Problem) -> None:
-    provider = await factory.make_provider(Settings(sandbox="local"), problem, "r")
+    provider = await factory.make_provider(SandboxSettings(kind="local"), problem, "r")
     assert isinstance(provider, LocalProvider)
     await provider.aclose()
 
@@ -72,7 +77,7 @@ async def test_auto_without_an_engine_is_local_and_says_why(
 ) -> None:
     assert factory.docker_available() is False
     with caplog.at_level("INFO", logger="codemonkeys.sandbox.factory"):
-        provider = await factory.make_provider(Settings(sandbox="auto"), problem, "r")
+        provider = await factory.make_provider(SandboxSettings(kind="auto"), problem, "r")
     assert isinstance(provider, LocalProvider)
     assert "no docker engine answers" in caplog.text
     await provider.aclose()
@@ -80,7 +85,7 @@ async def test_auto_without_an_engine_is_local_and_says_why(
 
 async def test_docker_without_an_engine_is_a_clear_error(problem: Problem, no_engine: None) -> None:
     with pytest.raises(SandboxError, match="no docker engine answers"):
-        await factory.make_provider(Settings(sandbox="docker"), problem, "r")
+        await factory.make_provider(SandboxSettings(kind="docker"), problem, "r")
 
 
 @pytest.mark.docker
@@ -88,12 +93,13 @@ async def test_auto_picks_docker_when_the_image_exists(problem: Problem, engine_
     from codemonkeys.sandbox.docker import DockerProvider
 
     assert factory.docker_available() is True
-    settings = Settings(sandbox="auto", docker_cpus=1.0, docker_memory="512m", docker_pids=100)
+    settings = SandboxSettings(kind="auto", docker_cpus=1.0, docker_memory="512m", docker_pids=100)
     provider = await factory.make_provider(settings, problem, "factory-test")
     try:
         assert isinstance(provider, DockerProvider)
         assert provider.description.startswith("docker (image codemonkeys/repo-repo:")
-        assert provider.limits.cpus == 1.0 and provider.limits.memory == "512m" and provider.limits.pids == 100
+        limits = provider.spec.settings
+        assert limits.docker_cpus == 1.0 and limits.docker_memory == "512m" and limits.docker_pids == 100
         async with await provider.open("f") as sandbox:
             assert (await sandbox.run("cat calc.py", timeout=10)).output.endswith("return a - b\n")
     finally:
@@ -107,7 +113,7 @@ async def test_auto_is_local_when_the_image_is_missing(
     problem: Problem, engine_with_base_image: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level("INFO", logger="codemonkeys.sandbox.factory"):
-        provider = await factory.make_provider(Settings(image="codemonkeys-test/absent:1"), problem, "r")
+        provider = await factory.make_provider(SandboxSettings(image="codemonkeys-test/absent:1"), problem, "r")
     assert isinstance(provider, LocalProvider)
     assert "codemonkeys-test/absent:1 is not present" in caplog.text
     await provider.aclose()
@@ -117,6 +123,6 @@ async def test_auto_is_local_when_the_image_is_missing(
 async def test_docker_with_an_image_that_cannot_be_had_is_a_clear_error(
     problem: Problem, engine_with_base_image: None
 ) -> None:
-    settings = Settings(sandbox="docker", image="codemonkeys-test/absent:1", workdir="/testbed")
+    settings = SandboxSettings(kind="docker", image="codemonkeys-test/absent:1", workdir="/testbed")
     with pytest.raises(SandboxError, match="could not be pulled"):
         await factory.make_provider(settings, problem, "r")

@@ -11,18 +11,25 @@ from pathlib import Path
 
 import pytest
 
+from codemonkeys.config import Settings
+from codemonkeys.jsonfiles import read_jsonl
 from codemonkeys.llm import (
+    STAGE_HEADER,
     BudgetExceeded,
     CallRecord,
     ModelCallError,
     ModelClient,
+    RunStopped,
     check_provider_key,
     mark_cache_prefix,
 )
-from codemonkeys.store import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = [{"role": "user", "content": "fix the bug please"}]
+
+
+def client_from(settings: Settings, usage_path: Path | None = None) -> ModelClient:
+    return ModelClient(settings.models, settings.budget, usage_path=usage_path)
 
 
 def records(path: Path) -> list[CallRecord]:
@@ -32,13 +39,14 @@ def records(path: Path) -> list[CallRecord]:
 async def test_plain_call_and_its_usage_record(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(lambda messages, model: "the answer is 42")
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server), usage_path=usage)
+    client = client_from(settings_for(server), usage_path=usage)
 
     text = await client.complete(USER, model="openai/fake", instance="i-1", stage="testing")
 
     assert text == "the answer is 42"
     assert [c.messages for c in server.calls] == [USER]
     assert server.calls[0].model == "fake"
+    assert server.calls[0].stage == "testing"
     [record] = records(usage)
     assert (record.instance, record.stage, record.model) == ("i-1", "testing", "openai/fake")
     assert (record.prompt_tokens, record.completion_tokens, record.cached_tokens) == (4, 4, 0)
@@ -54,7 +62,7 @@ async def test_plain_call_and_its_usage_record(fake_server, settings_for, tmp_pa
 async def test_cached_tokens_are_recorded(fake_server, settings_for, tmp_path) -> None:
     server = fake_server()
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server), usage_path=usage)
+    client = client_from(settings_for(server), usage_path=usage)
     prefix = [{"role": "system", "content": "context " * 200}, {"role": "user", "content": "write a test"}]
 
     await client.complete(prefix, model="openai/fake", instance="i", stage="editing", cache_prefix=2)
@@ -73,7 +81,7 @@ async def test_cached_tokens_are_recorded(fake_server, settings_for, tmp_path) -
 
 async def test_concurrency_is_bounded_per_model(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(latency=0.15)
-    client = ModelClient(settings_for(server, model_concurrency=3), usage_path=tmp_path / "usage.jsonl")
+    client = client_from(settings_for(server, model_concurrency=3), usage_path=tmp_path / "usage.jsonl")
 
     await asyncio.gather(*(client.complete(USER, model="openai/fake", instance=f"i{n}", stage="s") for n in range(12)))
     assert server.max_in_flight == 3
@@ -86,7 +94,7 @@ async def test_concurrency_is_bounded_per_model(fake_server, settings_for, tmp_p
 
 def test_semaphores_do_not_leak_across_event_loops(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(latency=0.05)
-    client = ModelClient(settings_for(server, model_concurrency=1), usage_path=tmp_path / "usage.jsonl")
+    client = client_from(settings_for(server, model_concurrency=1), usage_path=tmp_path / "usage.jsonl")
 
     async def burst() -> list[str]:
         calls = (client.complete(USER, model="openai/fake", instance="i", stage="s") for _ in range(3))
@@ -100,7 +108,7 @@ def test_semaphores_do_not_leak_across_event_loops(fake_server, settings_for, tm
 async def test_rate_limits_and_server_errors_are_retried(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(fault_rate=1 / 3, faults=("429", "500", "503"), seed=3)
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server, max_retries=12), usage_path=usage)
+    client = client_from(settings_for(server, max_retries=12), usage_path=usage)
 
     answers = await asyncio.gather(
         *(
@@ -120,7 +128,7 @@ async def test_rate_limits_and_server_errors_are_retried(fake_server, settings_f
 async def test_garbage_responses_are_retried(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(fault_rate=0.5, faults=("garbage", "empty"), seed=1)
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server, max_retries=12), usage_path=usage)
+    client = client_from(settings_for(server, max_retries=12), usage_path=usage)
 
     for n in range(10):
         text = await client.complete(
@@ -135,7 +143,7 @@ async def test_garbage_responses_are_retried(fake_server, settings_for, tmp_path
 async def test_timeouts_are_retried_then_fail(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(fault_rate=1.0, faults=("timeout",), timeout_delay=5)
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server, max_retries=1, request_timeout=0.3), usage_path=usage)
+    client = client_from(settings_for(server, max_retries=1, request_timeout=0.3), usage_path=usage)
 
     with pytest.raises(ModelCallError, match=r"(?i)timeout|timed out"):
         await client.complete(USER, model="openai/fake", instance="i", stage="s")
@@ -148,7 +156,7 @@ async def test_timeouts_are_retried_then_fail(fake_server, settings_for, tmp_pat
 async def test_auth_error_is_not_retried(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(fault_rate=1.0, faults=("401",))
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server, max_retries=5), usage_path=usage)
+    client = client_from(settings_for(server, max_retries=5), usage_path=usage)
 
     with pytest.raises(ModelCallError, match="Authentication"):
         await client.complete(USER, model="openai/fake", instance="i", stage="s")
@@ -161,7 +169,7 @@ async def test_auth_error_is_not_retried(fake_server, settings_for, tmp_path) ->
 
 async def test_bad_request_is_not_retried(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(fault_rate=1.0, faults=("400",))
-    client = ModelClient(settings_for(server, max_retries=5), usage_path=tmp_path / "usage.jsonl")
+    client = client_from(settings_for(server, max_retries=5), usage_path=tmp_path / "usage.jsonl")
 
     with pytest.raises(ModelCallError):
         await client.complete(USER, model="openai/fake", instance="i", stage="s")
@@ -171,7 +179,7 @@ async def test_bad_request_is_not_retried(fake_server, settings_for, tmp_path) -
 async def test_exhausted_retries_raise_and_leave_a_failed_record(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(fault_rate=1.0, faults=("500",))
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server, max_retries=2), usage_path=usage)
+    client = client_from(settings_for(server, max_retries=2), usage_path=usage)
 
     with pytest.raises(ModelCallError, match="3 attempt"):
         await client.complete(USER, model="openai/fake", instance="i", stage="editing")
@@ -188,7 +196,7 @@ async def test_a_raising_responder_is_a_server_error(fake_server, settings_for, 
         raise RuntimeError("no scripted answer")
 
     server = fake_server(broken)
-    client = ModelClient(settings_for(server, max_retries=1), usage_path=tmp_path / "usage.jsonl")
+    client = client_from(settings_for(server, max_retries=1), usage_path=tmp_path / "usage.jsonl")
     with pytest.raises(ModelCallError, match="no scripted answer"):
         await client.complete(USER, model="openai/fake", instance="i", stage="s")
     assert server.requests == 2
@@ -197,7 +205,7 @@ async def test_a_raising_responder_is_a_server_error(fake_server, settings_for, 
 async def test_config_prices_set_the_cost(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(lambda messages, model: "x" * 400)
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server, prices={"openai/fake": (3.0, 15.0)}), usage_path=usage)
+    client = client_from(settings_for(server, prices={"openai/fake": (3.0, 15.0)}), usage_path=usage)
 
     await client.complete([{"role": "user", "content": "y" * 4000}], model="openai/fake", instance="i", stage="s")
 
@@ -212,7 +220,7 @@ async def test_known_models_are_priced_from_the_bundled_map(fake_server, setting
 
     server = fake_server(lambda messages, model: "x" * 400)
     usage = tmp_path / "usage.jsonl"
-    client = ModelClient(settings_for(server), usage_path=usage)
+    client = client_from(settings_for(server), usage_path=usage)
 
     await client.complete([{"role": "user", "content": "y" * 4000}], model="openai/gpt-4o", instance="i", stage="s")
 
@@ -226,7 +234,7 @@ async def test_instance_budget_stops_calls_before_they_are_made(fake_server, set
     server = fake_server()
     usage = tmp_path / "usage.jsonl"
     settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, budget_usd=10.0)
-    client = ModelClient(settings, usage_path=usage)
+    client = client_from(settings, usage_path=usage)
 
     await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
     assert client.spent("a") >= 10
@@ -237,7 +245,7 @@ async def test_instance_budget_stops_calls_before_they_are_made(fake_server, set
     await client.complete(USER, model="openai/fake", instance="b", stage="s")
     assert server.requests == 2
 
-    resumed = ModelClient(settings, usage_path=usage)
+    resumed = client_from(settings, usage_path=usage)
     assert resumed.spent("a") == pytest.approx(client.spent("a"))
     assert resumed.spent() == pytest.approx(client.spent())
     with pytest.raises(BudgetExceeded):
@@ -250,7 +258,7 @@ async def test_run_budget_stops_every_instance(fake_server, settings_for, tmp_pa
     server = fake_server()
     usage = tmp_path / "usage.jsonl"
     settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=35.0)
-    client = ModelClient(settings, usage_path=usage)
+    client = client_from(settings, usage_path=usage)
 
     await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
     await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="b", stage="s")
@@ -259,7 +267,7 @@ async def test_run_budget_stops_every_instance(fake_server, settings_for, tmp_pa
         await client.complete(USER, model="openai/fake", instance="c", stage="s")
     assert server.requests == 2
 
-    resumed = ModelClient(settings, usage_path=usage)
+    resumed = client_from(settings, usage_path=usage)
     with pytest.raises(BudgetExceeded):
         await resumed.complete(USER, model="openai/fake", instance="d", stage="s")
     assert server.requests == 2
@@ -269,7 +277,7 @@ async def test_budget_sees_spend_appended_by_another_client(fake_server, setting
     server = fake_server()
     usage = tmp_path / "usage.jsonl"
     settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=10.0)
-    first, second = ModelClient(settings, usage_path=usage), ModelClient(settings, usage_path=usage)
+    first, second = client_from(settings, usage_path=usage), client_from(settings, usage_path=usage)
 
     await first.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
     with pytest.raises(BudgetExceeded):
@@ -282,15 +290,15 @@ async def test_budget_is_checked_before_each_retry(fake_server, settings_for, tm
     usage = tmp_path / "usage.jsonl"
     settings = settings_for(server, prices={"openai/fake": (1e6, 1e6)}, run_budget_usd=10.0, max_retries=5)
     other = fake_server()
-    spender = ModelClient(settings_for(other, prices={"openai/fake": (1e6, 1e6)}), usage_path=usage)
-    client = ModelClient(settings, usage_path=usage)
+    spender = client_from(settings_for(other, prices={"openai/fake": (1e6, 1e6)}), usage_path=usage)
+    client = client_from(settings, usage_path=usage)
 
     async def spend_meanwhile() -> None:
         while server.requests == 0:
             await asyncio.sleep(0.001)
         await spender.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
 
-    settings.retry_base_delay = 0.3
+    settings.models.retry_base_delay = 0.3
     with pytest.raises(BudgetExceeded):
         await asyncio.gather(client.complete(USER, model="openai/fake", instance="b", stage="s"), spend_meanwhile())
     assert server.requests == 1
@@ -304,14 +312,14 @@ async def test_bound_model_replays_recorded_answers_after_restart(fake_server, s
     usage, record = tmp_path / "usage.jsonl", tmp_path / "inst" / "testing" / "0.calls.json"
     settings = settings_for(server)
 
-    bound = ModelClient(settings, usage_path=usage).bind(
+    bound = client_from(settings, usage_path=usage).bind(
         model="openai/fake", instance="i", stage="testing", record=record
     )
     assert bound.model == "openai/fake"
     assert [await bound.ask(USER), await bound.ask(USER)] == ["first", "second"]
     assert server.requests == 2
 
-    restarted = ModelClient(settings, usage_path=usage).bind(
+    restarted = client_from(settings, usage_path=usage).bind(
         model="openai/fake", instance="i", stage="testing", record=record
     )
     assert [await restarted.ask(USER), await restarted.ask(USER)] == ["first", "second"]
@@ -324,7 +332,7 @@ async def test_bound_model_replays_recorded_answers_after_restart(fake_server, s
 
 async def test_bound_model_without_record_always_calls(fake_server, settings_for, tmp_path) -> None:
     server = fake_server()
-    bound = ModelClient(settings_for(server)).bind(model="openai/fake", instance="i", stage="s", cache_prefix=1)
+    bound = client_from(settings_for(server)).bind(model="openai/fake", instance="i", stage="s", cache_prefix=1)
     assert await bound.ask(USER) == await bound.ask(USER) == "echo: fix the bug please"
     assert server.requests == 2
 
@@ -363,9 +371,9 @@ async def test_no_api_key_reaches_records_or_errors(fake_server, settings_for, t
     usage = tmp_path / "usage.jsonl"
     good, bad = fake_server(), fake_server(fault_rate=1.0, faults=("401",))
 
-    await ModelClient(settings_for(good), usage_path=usage).complete(USER, model="openai/fake", instance="i", stage="s")
+    await client_from(settings_for(good), usage_path=usage).complete(USER, model="openai/fake", instance="i", stage="s")
     with pytest.raises(ModelCallError) as caught:
-        await ModelClient(settings_for(bad), usage_path=usage).complete(
+        await client_from(settings_for(bad), usage_path=usage).complete(
             USER, model="openai/fake", instance="i", stage="s"
         )
 
@@ -381,7 +389,7 @@ async def test_no_api_key_reaches_records_or_errors(fake_server, settings_for, t
 async def test_without_openai_key_a_placeholder_is_sent(fake_server, settings_for, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server = fake_server()
-    await ModelClient(settings_for(server)).complete(USER, model="openai/fake", instance="i", stage="s")
+    await client_from(settings_for(server)).complete(USER, model="openai/fake", instance="i", stage="s")
     [key] = server.api_keys
     assert key
 
@@ -406,7 +414,7 @@ async def test_concurrent_calls_reserve_their_input_cost(fake_server, settings_f
     """Ten workers start at once against a budget that fits three calls: the reservations stop the rest."""
     server = fake_server(latency=0.2)
     settings = settings_for(server, prices={"openai/fake": (1e6, 0.0)}, budget_usd=31.0)
-    client = ModelClient(settings)
+    client = client_from(settings)
     message = [{"role": "user", "content": "x" * 40}]
     outcomes = await asyncio.gather(
         *(client.complete(message, model="openai/fake", instance="a", stage="s") for _ in range(10)),
@@ -420,7 +428,7 @@ async def test_concurrent_calls_reserve_their_input_cost(fake_server, settings_f
 async def test_models_without_a_price_are_named(fake_server, settings_for) -> None:
     server = fake_server()
     settings = settings_for(server, prices={"openai/priced": (1.0, 1.0)})
-    client = ModelClient(settings)
+    client = client_from(settings)
     for model in ("openai/priced", "openai/free"):
         await client.complete(USER, model=model, instance="a", stage="s")
     assert client.unpriced_models() == ["openai/free"]
@@ -430,7 +438,7 @@ async def test_a_provider_that_keeps_failing_is_not_called_again(fake_server, se
     """After `breaker_failures` failed calls in a row, the rest fail at once instead of waiting out retries."""
     server = fake_server(fault_rate=1.0, faults=("503",))
     settings = settings_for(server, max_retries=1, breaker_failures=3)
-    client = ModelClient(settings)
+    client = client_from(settings)
     for _ in range(3):
         with pytest.raises(ModelCallError, match="failed after 2 attempt"):
             await client.complete(USER, model="openai/fake", instance="a", stage="s")
@@ -442,7 +450,7 @@ async def test_a_provider_that_keeps_failing_is_not_called_again(fake_server, se
     assert all("is not answering: 3 calls in a row failed" in str(o) for o in outcomes)
     assert server.requests == 6, "no request once the breaker is open"
     other = fake_server()
-    healthy = ModelClient(settings_for(other, breaker_failures=3))
+    healthy = client_from(settings_for(other, breaker_failures=3))
     assert await healthy.complete(USER, model="openai/fake", instance="a", stage="s")
 
 
@@ -455,7 +463,7 @@ async def test_a_success_resets_the_failure_count(fake_server, settings_for) -> 
         return "ok"
 
     server = fake_server(every_other_fails)
-    client = ModelClient(settings_for(server, max_retries=0, breaker_failures=2))
+    client = client_from(settings_for(server, max_retries=0, breaker_failures=2))
     outcomes = []
     for _ in range(10):
         try:
@@ -468,10 +476,39 @@ async def test_a_success_resets_the_failure_count(fake_server, settings_for) -> 
 
 async def test_retry_after_from_the_provider_is_respected(fake_server, settings_for) -> None:
     server = fake_server(fault_rate=1.0, faults=("429",), retry_after=0.4)
-    client = ModelClient(settings_for(server, max_retries=2, retry_base_delay=0.01))
-    await ModelClient(settings_for(fake_server())).complete(USER, model="openai/fake", instance="w", stage="s")
+    client = client_from(settings_for(server, max_retries=2, retry_base_delay=0.01))
+    await client_from(settings_for(fake_server())).complete(USER, model="openai/fake", instance="w", stage="s")
     started = time.monotonic()
     with pytest.raises(ModelCallError):
         await client.complete(USER, model="openai/fake", instance="a", stage="s")
     assert server.requests == 3
     assert 0.8 <= time.monotonic() - started < 3, "two waits of the 0.4 s the provider asked for"
+
+
+async def test_calls_name_their_stage_in_a_header(fake_server, settings_for) -> None:
+    server = fake_server()
+    client = client_from(settings_for(server))
+    for stage in ("context.relevance", "testing", "editing"):
+        await client.complete(USER, model="openai/fake", instance="i", stage=stage)
+    assert [c.stage for c in server.calls] == ["context.relevance", "testing", "editing"]
+    assert STAGE_HEADER == "X-CodeMonkeys-Stage"
+
+
+async def test_stopping_errors_carry_the_stage_they_stopped(fake_server, settings_for) -> None:
+    failing = fake_server(fault_rate=1.0, faults=("500",))
+    client = client_from(settings_for(failing, max_retries=0, breaker_failures=1))
+    with pytest.raises(ModelCallError) as failed:
+        await client.complete(USER, model="openai/fake", instance="a", stage="editing")
+    assert isinstance(failed.value, RunStopped) and failed.value.stage == "editing"
+    with pytest.raises(ModelCallError, match="is not answering") as broken:
+        await client.complete(USER, model="openai/fake", instance="a", stage="selection")
+    assert broken.value.stage == "selection"
+
+    server = fake_server()
+    broke = client_from(settings_for(server, prices={"openai/fake": (1e6, 1e6)}, budget_usd=1.0))
+    with pytest.raises(BudgetExceeded) as spent:
+        await broke.complete(
+            [{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="testing"
+        )
+    assert isinstance(spent.value, RunStopped) and spent.value.stage == "testing"
+    assert server.requests == 0

@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from codemonkeys.config import SandboxSettings
 from codemonkeys.sandbox import ExecResult, PatchError, SandboxError
-from codemonkeys.sandbox.base import SandboxSpec
+from codemonkeys.sandbox.base import Outcome, SandboxSpec
 from codemonkeys.sandbox.local import LocalProvider, LocalSandbox, is_secret, network_isolation_mode, resolve_python
 
 BUGGY = "def add(a, b):\n    return a - b\n"
@@ -56,8 +58,10 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def spec_for(repo: Path, **kw: object) -> SandboxSpec:
-    return SandboxSpec(repo_path=str(repo), commit=git(repo, "rev-parse", "HEAD").strip(), **kw)
+def spec_for(repo: Path, **kw: Any) -> SandboxSpec:
+    """A spec at the repo's HEAD; `kw` are sandbox settings (`output_limit=1000`, `sandbox_network=True`)."""
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    return SandboxSpec(repo_path=str(repo), commit=commit, settings=SandboxSettings(**kw))
 
 
 @pytest.fixture
@@ -113,6 +117,7 @@ async def test_timeout_kills_the_whole_process_group(provider: LocalProvider) ->
         res = await sb.run("sleep 100 & echo child=$!; sleep 100", timeout=1)
         elapsed = time.monotonic() - start
     assert res.timed_out and res.exit_code == 124
+    assert res.outcome == Outcome.TIMED_OUT
     assert elapsed < 2.0
     assert 1.0 <= res.seconds < 2.0
     pid = int(re.search(r"child=(\d+)", res.output).group(1))
@@ -215,9 +220,12 @@ async def test_run_on_original_versus_patched_code(provider: LocalProvider) -> N
         patched = await sb.run_on(fix, TEST_SCRIPT, 20)
         broken = await sb.run_on("--- a/nope.py\n+++ b/nope.py\n@@ -1 +1 @@\n-a\n+b\n", TEST_SCRIPT, 20)
     assert original.exit_code == 2, original.output
+    assert original.outcome == Outcome.NOT_FIXED
     assert "still broken: -1" in original.output
     assert patched.exit_code == 0, patched.output
+    assert patched.outcome == Outcome.FIXED
     assert broken.exit_code == -1 and "does not apply" in broken.output
+    assert broken.outcome == Outcome.PATCH_FAILED
 
 
 async def test_imports_resolve_to_the_worktree_not_the_users_checkout(provider: LocalProvider, repo: Path) -> None:
@@ -347,7 +355,7 @@ async def test_each_isolation_mode_cuts_the_host_but_keeps_loopback(repo: Path, 
 
 
 async def test_network_on_reaches_the_host(repo: Path, listener: Listener) -> None:
-    prov = LocalProvider(spec_for(repo, network=True))
+    prov = LocalProvider(spec_for(repo, sandbox_network=True))
     try:
         assert prov.network_isolation == "host" and "network: host" in prov.description
         sb = await prov.open("net-on")
@@ -518,3 +526,14 @@ async def test_commands_run_at_a_lower_cpu_priority_than_the_orchestrator(provid
     result = await sandbox.run_script("import os\nprint(os.nice(0))\n", 30)
     assert result.exit_code == 0, result.output
     assert int(result.output.strip()) == os.nice(0) + 10
+
+
+def test_outcomes_follow_the_test_script_contract() -> None:
+    assert ExecResult(exit_code=0, output="").outcome == Outcome.FIXED
+    assert ExecResult(exit_code=2, output="").outcome == Outcome.NOT_FIXED
+    assert ExecResult(exit_code=1, output="").outcome == Outcome.SCRIPT_ERROR
+    assert ExecResult(exit_code=137, output="").outcome == Outcome.SCRIPT_ERROR
+    assert ExecResult(exit_code=0, output="", timed_out=True).outcome == Outcome.TIMED_OUT
+    failed = ExecResult.patch_failed("hunk 1 FAILED")
+    assert failed.exit_code == -1 and failed.outcome == Outcome.PATCH_FAILED
+    assert "does not apply" in failed.output and "hunk 1 FAILED" in failed.output

@@ -1,11 +1,14 @@
-"""The run store: atomic writes, torn lines, positional replay of model answers."""
+"""The run store: its layout and typed records, atomic writes, torn lines, positional replay of model answers."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from codemonkeys.store import RecordedCalls, append_jsonl, atomic_write_text, read_jsonl
+from codemonkeys.jsonfiles import append_jsonl, atomic_write_text, read_jsonl
+from codemonkeys.llm import RecordedCalls
+from codemonkeys.store import RunStore
+from codemonkeys.trajectories.models import EditingResult, TestingResult, VoteResult
 
 
 def test_append_after_a_torn_line_keeps_the_new_record(tmp_path: Path) -> None:
@@ -41,3 +44,47 @@ def test_a_corrupt_transcript_starts_over(tmp_path: Path) -> None:
     path = tmp_path / "t.calls.json"
     path.write_text("{not json")
     assert RecordedCalls(path).replay() is None
+
+
+def test_records_round_trip_and_forget_their_transcript(tmp_path: Path) -> None:
+    inst = RunStore(tmp_path / "run").instance("org/repo-1")
+    assert inst.root == tmp_path / "run" / "org_repo-1"
+    votes = inst.votes
+    assert not votes.exists() and votes.load() is None
+    votes.save(VoteResult(top=[2, 1]))
+    assert votes.exists() and inst.votes.load() == VoteResult(top=[2, 1])
+    assert (votes.path, votes.calls) == (inst.root / "votes.json", inst.root / "votes.calls.json")
+
+    testing = inst.testing(3)
+    assert (testing.path, testing.calls) == (inst.root / "testing" / "3.json", inst.root / "testing" / "3.calls.json")
+    testing.save(TestingResult(index=3, script="print(1)"))
+    testing.calls.write_text("{}")
+    testing.forget()
+    assert not testing.exists() and not testing.calls.exists()
+
+    assert inst.context.path == inst.root / "context" / "ranking.json"
+    assert inst.relevance_log == inst.root / "context" / "relevance.jsonl"
+    assert inst.ranking_calls(1) == inst.root / "context" / "ranking.1.calls.json"
+
+
+def test_all_results_come_back_in_index_order(tmp_path: Path) -> None:
+    inst = RunStore(tmp_path).instance("i")
+    assert inst.all_editing() == [] and inst.all_testing() == []
+    for i in (10, 2, 0):
+        inst.editing(i).save(EditingResult(index=i))
+    inst.editing(5).calls.parent.mkdir(parents=True, exist_ok=True)
+    inst.editing(5).calls.write_text("{}")
+    assert [r.index for r in inst.all_editing()] == [0, 2, 10]
+
+
+def test_a_resumed_prediction_replaces_its_line(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "run")
+    store.record_prediction("a", "diff a")
+    store.record_prediction("b", "diff b")
+    store.record_prediction("a", "diff a2")
+    assert [(r["instance_id"], r["model_patch"]) for r in read_jsonl(store.predictions_path)] == [
+        ("b", "diff b"),
+        ("a", "diff a2"),
+    ]
+    assert store.predictions_path == tmp_path / "run" / "predictions.jsonl"
+    assert (store.config_path.name, store.usage_path.name) == ("config.json", "usage.jsonl")

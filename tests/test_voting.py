@@ -5,15 +5,16 @@ from __future__ import annotations
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from codemonkeys.config import Settings
+from codemonkeys.config import GenerationSettings, SandboxSettings
 from codemonkeys.edits import apply_edits, make_diff, parse_edit_blocks
-from codemonkeys.sandbox.base import SandboxSpec
+from codemonkeys.repo_files import OriginalFiles
+from codemonkeys.sandbox.base import Outcome, SandboxProvider, SandboxSpec
 from codemonkeys.sandbox.local import LocalProvider, LocalSandbox
-from codemonkeys.trajectories.common import OriginalFiles
-from codemonkeys.trajectories.models import Candidate, EditingResult
+from codemonkeys.trajectories.models import Candidate, EditingResult, VoteResult
 from codemonkeys.voting import collect_candidates, vote
 from tests.e2e.toy_repo import RIGHT_FIX, RIGHT_TEST, WRONG_FIX, WRONG_TEST, make_toy_repo
 
@@ -34,6 +35,7 @@ LONG_RIGHT_FIX = """calc/stats.py
 """
 ALWAYS_PASSES = "import sys\nprint('nothing to see')\nsys.exit(0)\n"
 BROKEN = "raise SystemExit(1)\n"
+FIXED, NOT_FIXED, SCRIPT_ERROR = Outcome.FIXED, Outcome.NOT_FIXED, Outcome.SCRIPT_ERROR
 
 
 def git(repo: Path, *args: str) -> str:
@@ -73,8 +75,13 @@ def diff_of(edit: str, repo: Path) -> str:
     return make_diff({p: originals(p) for p in applied.files}, applied.files)
 
 
-def settings(**kw: object) -> Settings:
-    return Settings(models=["openai/fake"], test_timeout=30, **kw)
+async def run_vote(
+    candidates: list[Candidate], scripts: list[str], provider: SandboxProvider, top_k: int = 3, **box: Any
+) -> VoteResult:
+    """`vote` with `top_k` candidates passed on and a 30 s test timeout; `box` are further sandbox settings."""
+    return await vote(
+        candidates, scripts, provider, GenerationSettings(top_k=top_k), SandboxSettings(test_timeout=30, **box)
+    )
 
 
 async def test_right_fix_beats_wrong_fix_when_scripts_disagree(repo: Path, provider: CountingProvider) -> None:
@@ -85,12 +92,12 @@ async def test_right_fix_beats_wrong_fix_when_scripts_disagree(repo: Path, provi
         ]
     )
     scripts = [WRONG_TEST, RIGHT_TEST, WRONG_TEST + "\n\n"]
-    result = await vote(candidates, scripts, provider, settings(top_k=1, max_containers=8))
+    result = await run_vote(candidates, scripts, provider, top_k=1, max_containers=8)
     assert result.error is None
     assert result.scripts == [WRONG_TEST, RIGHT_TEST], "the same script twice is one voter"
     assert result.candidate_ids == [0, 1]
-    assert result.matrix == [[0, 0], [2, 0]]
-    assert result.empty_patch == [2, 2] and result.suspicious == []
+    assert result.matrix == [[FIXED, FIXED], [NOT_FIXED, FIXED]]
+    assert result.empty_patch == [NOT_FIXED, NOT_FIXED] and result.suspicious == []
     assert result.votes == {0: 1, 1: 2}
     assert result.top == [1]
     assert provider.opened == 4 and provider.most_open <= 4, "six runs over a pool of at most four sandboxes"
@@ -103,15 +110,16 @@ def test_duplicate_patches_are_merged_with_their_sources(repo: Path) -> None:
     assert spaced != right
     candidates = collect_candidates(
         [
-            EditingResult(index=0, patch=right, script="a"),
-            EditingResult(index=1, patch=wrong, script="b"),
-            EditingResult(index=2, patch=right + "\n", script="c"),
-            EditingResult(index=3, patch=None, script="d", error="no edit applied"),
+            EditingResult(index=0, patch=right, script="a", touched=["calc/stats.py"]),
+            EditingResult(index=1, patch=wrong, script="b", touched=["calc/stats.py"]),
+            EditingResult(index=2, patch=right + "\n", script="c", touched=["calc/stats.py", "calc/format.py"]),
+            EditingResult(index=3, patch=None, script="d", error="no edit applied", touched=["calc/nope.py"]),
             EditingResult(index=4, patch=spaced, script="e"),
         ]
     )
     assert [(c.id, c.sources, c.scripts) for c in candidates] == [(0, [0, 2, 4], ["a", "c", "e"]), (1, [1], ["b"])]
     assert candidates[0].patch == right
+    assert [c.paths for c in candidates] == [["calc/stats.py", "calc/format.py"], ["calc/stats.py"]]
 
 
 async def test_ties_go_to_the_shorter_diff(repo: Path, provider: CountingProvider) -> None:
@@ -121,7 +129,7 @@ async def test_ties_go_to_the_shorter_diff(repo: Path, provider: CountingProvide
         Candidate(id=1, patch=right, sources=[1]),
         Candidate(id=2, patch=wrong, sources=[2]),
     ]
-    result = await vote(candidates, [RIGHT_TEST], provider, settings(top_k=3))
+    result = await run_vote(candidates, [RIGHT_TEST], provider, top_k=3)
     assert result.votes == {0: 1, 1: 1, 2: 0}
     assert result.top == [1, 0, 2], "equal votes: the shorter diff first; the wrong fix is shortest but has no vote"
 
@@ -133,10 +141,10 @@ async def test_empty_patch_row_is_recorded_and_suspicious_scripts_still_count(
         Candidate(id=0, patch=diff_of(WRONG_FIX, repo)),
         Candidate(id=1, patch=diff_of(RIGHT_FIX, repo)),
     ]
-    result = await vote(candidates, [RIGHT_TEST, ALWAYS_PASSES, BROKEN], provider, settings(top_k=2))
-    assert result.empty_patch == [2, 0, 1]
+    result = await run_vote(candidates, [RIGHT_TEST, ALWAYS_PASSES, BROKEN], provider, top_k=2)
+    assert result.empty_patch == [NOT_FIXED, FIXED, SCRIPT_ERROR]
     assert result.suspicious == [1]
-    assert result.matrix == [[2, 0], [0, 0], [1, 1]]
+    assert result.matrix == [[NOT_FIXED, FIXED], [FIXED, FIXED], [SCRIPT_ERROR, SCRIPT_ERROR]]
     assert result.votes == {0: 1, 1: 2}
     assert result.top == [1, 0]
 
@@ -148,7 +156,7 @@ async def test_sandboxes_that_cannot_open_leave_an_error_not_an_exception(repo: 
         Candidate(id=1, patch=diff_of(RIGHT_FIX, repo)),
     ]
     try:
-        result = await vote(candidates, [RIGHT_TEST], provider, settings())
+        result = await run_vote(candidates, [RIGHT_TEST], provider)
     finally:
         await provider.aclose()
     assert result.error is not None and "could not open a sandbox" in result.error
@@ -159,7 +167,7 @@ async def test_sandboxes_that_cannot_open_leave_an_error_not_an_exception(repo: 
 
 async def test_no_scripts_ranks_by_diff_size(repo: Path, provider: CountingProvider) -> None:
     candidates = [Candidate(id=5, patch=diff_of(LONG_RIGHT_FIX, repo)), Candidate(id=6, patch=diff_of(WRONG_FIX, repo))]
-    result = await vote(candidates, ["", "  \n"], provider, settings())
+    result = await run_vote(candidates, ["", "  \n"], provider)
     assert result.scripts == [] and result.matrix == []
     assert result.top == [6, 5]
     assert provider.opened == 0

@@ -6,33 +6,43 @@ import asyncio
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from codemonkeys.config import Settings
+from codemonkeys.config import ContextSettings, ModelSettings
 from codemonkeys.context.models import ContextResult
 from codemonkeys.context.ranking import average_order, pack, rank_files
 from codemonkeys.context.relevance import judge_files
 from codemonkeys.llm import ModelCallError, ModelClient
 from codemonkeys.problem import Problem
-from codemonkeys.repo_files import list_source_files
-from codemonkeys.store import InstanceStore
+from codemonkeys.repo_files import OriginalFiles, list_source_files
+from codemonkeys.stages import Stage, StageClock
+
+if TYPE_CHECKING:  # the store imports this package's models
+    from codemonkeys.store import InstanceStore
 
 log = logging.getLogger("codemonkeys.context")
 
-RESULT = "context/ranking.json"
-
 
 async def build_context(
-    problem: Problem, client: ModelClient, settings: Settings, store: InstanceStore
+    problem: Problem,
+    client: ModelClient,
+    models: ModelSettings,
+    settings: ContextSettings,
+    inst: InstanceStore,
+    originals: OriginalFiles,
+    clock: StageClock,
 ) -> ContextResult:
-    """Resumable at every step: a saved result is returned as is, and finished model calls are never repeated."""
-    saved = store.load(RESULT, ContextResult)
+    """Resumable at every step: a saved result is returned as is, and finished model calls are never repeated.
+    Every file read here is handed to `originals`, so the trajectories need not read it again."""
+    saved = inst.context.load()
     if saved is not None:
-        log.info("context: loaded %s (%d files, %d tokens)", RESULT, len(saved.files), saved.tokens)
+        log.info("context: loaded (%d files, %d tokens)", len(saved.files), saved.tokens)
         return saved
 
     files, skipped = await asyncio.to_thread(
         list_source_files, Path(problem.repo_path), problem.commit, settings.max_file_tokens
     )
+    originals.remember(files)
     reasons = Counter(s.reason.split(":")[0].split(" (")[0] for s in skipped)
     why = ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
     log.info(
@@ -41,12 +51,15 @@ async def build_context(
         len(skipped),
         f" ({why})" if why else "",
     )
-    verdicts = await judge_files(problem, files, client, settings, store)
+    with clock(Stage.RELEVANCE):
+        verdicts = await judge_files(problem, files, client, models, settings, inst)
     failed = [v for v in verdicts if v.call_failed]
     if failed:
         # The provider failed even after retries: stop here so a rerun asks again for just these files,
         # rather than freezing a context with holes into ranking.json.
-        raise ModelCallError(f"{len(failed)} of {len(verdicts)} files could not be judged: {failed[0].error}")
+        raise ModelCallError(
+            f"{len(failed)} of {len(verdicts)} files could not be judged: {failed[0].error}", Stage.RELEVANCE
+        )
     relevant = [v for v in verdicts if v.relevant]
     errors = sum(v.relevant is None for v in verdicts)
     log.info("context: %d of %d files relevant (%d without a verdict)", len(relevant), len(verdicts), errors)
@@ -59,7 +72,8 @@ async def build_context(
         notes.append("no file was judged relevant: the context is empty")
         log.warning("context: no file was judged relevant, the context is empty")
     else:
-        outcomes = await rank_files(problem, relevant, by_path, client, settings, store)
+        with clock(Stage.RANKING):
+            outcomes = await rank_files(problem, relevant, by_path, client, models.names[0], settings, inst)
         rankings = [o.paths for o in outcomes if o.paths is not None]
         notes += [f"ranking {i} dropped: {o.error}" for i, o in enumerate(outcomes) if o.paths is None]
         if rankings:
@@ -72,6 +86,6 @@ async def build_context(
     result = ContextResult(
         files=packed, ranked=ranked, rankings=rankings, relevance=verdicts, skipped=skipped, notes=notes
     )
-    store.save(RESULT, result)
+    inst.context.save(result)
     log.info("context: %d of %d ranked files packed, %d tokens", len(packed), len(ranked), result.tokens)
     return result

@@ -5,26 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from html import escape
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from codemonkeys.config import Settings
+from codemonkeys.answers import AnswerFormatError, fenced_blocks
+from codemonkeys.config import ContextSettings
 from codemonkeys.context.models import ContextFile, FileRelevance
 from codemonkeys.llm import ModelClient
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.repo_files import SourceFile, view
-from codemonkeys.store import InstanceStore
+from codemonkeys.stages import Stage
+
+if TYPE_CHECKING:  # the store imports this package's models
+    from codemonkeys.store import InstanceStore
 
 log = logging.getLogger("codemonkeys.context")
-
-_FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
-
-
-class RankingError(ValueError):
-    """An answer without a usable ranked list; the message tells the model what was wrong."""
 
 
 class RankingOutcome(BaseModel):
@@ -36,7 +34,7 @@ class RankingOutcome(BaseModel):
 
 def parse_ranking(text: str, known: set[str]) -> list[str]:
     """The LAST fenced block holding a JSON list; unknown and repeated paths are dropped."""
-    for block in reversed(_FENCE.findall(text)):
+    for block in reversed(fenced_blocks(text)):
         try:
             value = json.loads(block)
         except json.JSONDecodeError:
@@ -49,9 +47,9 @@ def parse_ranking(text: str, known: set[str]) -> list[str]:
             if path in known and path not in paths:
                 paths.append(path)
         if not paths:
-            raise RankingError("None of the paths in your list is one of the relevant files listed above.")
+            raise AnswerFormatError("None of the paths in your list is one of the relevant files listed above.")
         return paths
-    raise RankingError(
+    raise AnswerFormatError(
         "I could not find a fenced code block holding a JSON list of file paths at the end of your answer."
     )
 
@@ -109,8 +107,9 @@ async def rank_files(
     relevant: list[FileRelevance],
     files: dict[str, SourceFile],
     client: ModelClient,
-    settings: Settings,
-    store: InstanceStore,
+    model: str,
+    settings: ContextSettings,
+    inst: InstanceStore,
 ) -> list[RankingOutcome]:
     """`settings.rankings` independent rankings, run concurrently; each one's calls are recorded for resume.
     A ranking the model answered badly twice is dropped; a failing provider (ModelCallError) stops them all,
@@ -127,7 +126,7 @@ async def rank_files(
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(_rank_once(i, prompt, known, problem, client, settings, store))
+                group.create_task(_rank_once(i, prompt, known, problem, client, model, inst))
                 for i in range(settings.rankings)
             ]
     except BaseExceptionGroup as failed:
@@ -141,27 +140,24 @@ async def _rank_once(
     known: set[str],
     problem: Problem,
     client: ModelClient,
-    settings: Settings,
-    store: InstanceStore,
+    model: str,
+    inst: InstanceStore,
 ) -> RankingOutcome:
     bound = client.bind(
-        model=settings.models[0],
-        instance=problem.instance_id,
-        stage="ranking",
-        record=store.path(f"context/ranking.{index}.calls.json"),
+        model=model, instance=problem.instance_id, stage=Stage.RANKING, record=inst.ranking_calls(index)
     )
     messages = [{"role": "user", "content": prompt}]
     try:
         answer = await bound.ask(messages)
         try:
             return RankingOutcome(paths=parse_ranking(answer, known))
-        except RankingError as first:
+        except AnswerFormatError as first:
             messages += [
                 {"role": "assistant", "content": answer},
                 {"role": "user", "content": render("ranking_retry", problem=str(first))},
             ]
             answer = await bound.ask(messages)
             return RankingOutcome(paths=parse_ranking(answer, known))
-    except RankingError as again:
+    except AnswerFormatError as again:
         log.warning("ranking %d: unparsable answer twice, dropped", index)
         return RankingOutcome(paths=None, error=f"unparsable answer twice: {again} The answer ended: {answer[-300:]!r}")

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import TYPE_CHECKING
 
-from codemonkeys.config import Settings
+from codemonkeys.answers import AnswerFormatError
+from codemonkeys.config import ContextSettings, ModelSettings
 from codemonkeys.context.models import FileRelevance
+from codemonkeys.jsonfiles import append_jsonl, read_jsonl
 from codemonkeys.llm import ModelCallError, ModelClient
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.repo_files import SourceFile, view
-from codemonkeys.store import InstanceStore, append_jsonl, read_jsonl
+from codemonkeys.stages import Stage
+
+if TYPE_CHECKING:  # the store imports this package's models
+    from codemonkeys.store import InstanceStore
 
 log = logging.getLogger("codemonkeys.context")
 
-RELEVANCE_LOG = "context/relevance.jsonl"
 SUMMARY_LIMIT = 2000
 
 _VERDICT = re.compile(
@@ -30,10 +35,6 @@ _VIEW_NOTES = {
     "outline": " (too large to show whole: this is its outline, the classes and functions with their line ranges)",
     "excerpt": " (too large to show whole: this is its beginning and its end)",
 }
-
-
-class AnswerFormatError(ValueError):
-    """The answer does not end in the required format; the message tells the model what was wrong."""
 
 
 def parse_relevance(text: str) -> tuple[bool, str]:
@@ -61,10 +62,10 @@ def _clean_summary(text: str) -> str:
     return text
 
 
-def load_verdicts(store: InstanceStore) -> dict[str, FileRelevance]:
+def load_verdicts(inst: InstanceStore) -> dict[str, FileRelevance]:
     """Verdicts already paid for; a failed call is not one (it is asked again)."""
     verdicts = {}
-    for record in read_jsonl(store.path(RELEVANCE_LOG)):
+    for record in read_jsonl(inst.relevance_log):
         verdict = FileRelevance.model_validate(record)
         if not verdict.call_failed:
             verdicts[verdict.path] = verdict
@@ -72,20 +73,25 @@ def load_verdicts(store: InstanceStore) -> dict[str, FileRelevance]:
 
 
 async def judge_files(
-    problem: Problem, files: list[SourceFile], client: ModelClient, settings: Settings, store: InstanceStore
+    problem: Problem,
+    files: list[SourceFile],
+    client: ModelClient,
+    models: ModelSettings,
+    settings: ContextSettings,
+    inst: InstanceStore,
 ) -> list[FileRelevance]:
     """A verdict for every file, in the order of `files`; each is appended to the log as soon as it is known."""
-    done = load_verdicts(store)
+    done = load_verdicts(inst)
     todo = [f for f in files if f.path not in done]
     log.info("relevance: %d files to ask about (%d already judged)", len(todo), len(files) - len(todo))
     # Bounds the prompts held in memory at once; the client bounds the requests.
-    gate = asyncio.Semaphore(settings.model_concurrency)
+    gate = asyncio.Semaphore(models.model_concurrency)
     progress = _Progress(len(todo))
 
     async def judge_and_record(file: SourceFile) -> FileRelevance:
         async with gate:
-            verdict = await _judge(problem, file, client, settings)
-        append_jsonl(store.path(RELEVANCE_LOG), verdict.model_dump())
+            verdict = await _judge(problem, file, client, models.relevance, settings.max_file_tokens)
+        append_jsonl(inst.relevance_log, verdict.model_dump())
         progress.tick()
         return verdict
 
@@ -114,17 +120,17 @@ class _Progress:
             log.info("relevance: %d/%d files judged", self.done, self.total)
 
 
-async def _judge(problem: Problem, file: SourceFile, client: ModelClient, settings: Settings) -> FileRelevance:
-    shown = view(file, settings.max_file_tokens)
+async def _judge(
+    problem: Problem, file: SourceFile, client: ModelClient, model: str, max_file_tokens: int
+) -> FileRelevance:
+    shown = view(file, max_file_tokens)
     prompt = render(
         "relevance", issue=problem.issue.strip(), path=file.path, content=shown.text, view_note=_VIEW_NOTES[shown.kind]
     )
     messages = [{"role": "user", "content": prompt}]
 
     async def ask() -> str:
-        return await client.complete(
-            messages, model=settings.relevance, instance=problem.instance_id, stage="relevance"
-        )
+        return await client.complete(messages, model=model, instance=problem.instance_id, stage=Stage.RELEVANCE)
 
     try:
         answer = await ask()

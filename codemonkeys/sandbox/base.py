@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from codemonkeys.config import SandboxSettings
 from codemonkeys.sandbox.runner import truncate_middle
 
-__all__ = ["ExecResult", "PatchError", "Sandbox", "SandboxError", "SandboxProvider", "SandboxSpec", "truncate_middle"]
+__all__ = [
+    "ExecResult",
+    "Outcome",
+    "PatchError",
+    "Sandbox",
+    "SandboxError",
+    "SandboxProvider",
+    "SandboxSpec",
+    "truncate_middle",
+]
+
+PATCH_FAILED_CODE = -1
+
+
+class Outcome(StrEnum):
+    """The test-script contract (DESIGN.md): what a run says about the issue. Only FIXED is a vote."""
+
+    FIXED = "fixed"
+    NOT_FIXED = "not fixed"
+    SCRIPT_ERROR = "script error"
+    TIMED_OUT = "timed out"
+    PATCH_FAILED = "patch does not apply"
 
 
 class ExecResult(BaseModel):
@@ -16,6 +39,23 @@ class ExecResult(BaseModel):
     output: str
     timed_out: bool = False
     seconds: float = 0.0
+
+    @classmethod
+    def patch_failed(cls, why: str) -> ExecResult:
+        """The one way a run that could not start because its patch does not apply is written."""
+        return cls(exit_code=PATCH_FAILED_CODE, output=f"the candidate patch does not apply: {why}")
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.timed_out:
+            return Outcome.TIMED_OUT
+        if self.exit_code == PATCH_FAILED_CODE:
+            return Outcome.PATCH_FAILED
+        if self.exit_code == 0:
+            return Outcome.FIXED
+        if self.exit_code == 2:
+            return Outcome.NOT_FIXED
+        return Outcome.SCRIPT_ERROR
 
 
 class PatchError(Exception):
@@ -31,8 +71,6 @@ class Sandbox(ABC):
 
     Paths are relative to the repository root; commands run with the repository root as cwd.
     """
-
-    output_limit: int = 20_000
 
     @abstractmethod
     async def run(self, cmd: str, timeout: float) -> ExecResult:
@@ -71,7 +109,7 @@ class Sandbox(ABC):
             try:
                 await self.apply_patch(patch)
             except PatchError as exc:
-                return ExecResult(exit_code=-1, output=f"the candidate patch does not apply: {exc}")
+                return ExecResult.patch_failed(str(exc))
         return await self.run_script(script, timeout)
 
     async def __aenter__(self) -> Sandbox:
@@ -82,19 +120,14 @@ class Sandbox(ABC):
 
 
 class SandboxSpec(BaseModel):
-    """What a back end needs to build sandboxes for one problem."""
+    """What a back end needs to build sandboxes for one problem: where the code is, and the sandbox settings."""
+
+    model_config = ConfigDict(extra="forbid")
 
     repo_path: str
     commit: str
-    network: bool = False
-    output_limit: int = 20_000
-    python: str = "python"
-    image: str | None = None
-    setup: str | None = None
-    workdir: str | None = None
-    command_prefix: str | None = None
     run_label: str = "default"
-    max_containers: int = 4
+    settings: SandboxSettings = SandboxSettings()
 
 
 class SandboxProvider(ABC):

@@ -26,7 +26,6 @@ from typing import Any
 
 import docker
 import docker.errors
-from pydantic import BaseModel, Field
 
 from codemonkeys.sandbox import engine, images
 from codemonkeys.sandbox.base import ExecResult, PatchError, Sandbox, SandboxError, SandboxProvider, SandboxSpec
@@ -46,14 +45,6 @@ SANDBOX_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 START_TIMEOUT = 120.0  # seconds for the runner's init: a conda activation and a scan of a large tree
 REQUEST_TIMEOUT = 300.0  # seconds for file, diff and reset requests
 ANSWER_GRACE = 30.0  # seconds past a command's own timeout before the runner counts as hung
-
-
-class DockerLimits(BaseModel):
-    """Per-container resource limits (Settings: docker_cpus, docker_memory, docker_pids)."""
-
-    cpus: float = Field(2.0, gt=0)
-    memory: str = "4g"
-    pids: int = Field(1024, ge=16)
 
 
 class _Channel:
@@ -175,7 +166,6 @@ class DockerSandbox(Sandbox):
     def __init__(self, provider: DockerProvider, name: str, container_id: str, channel: _Channel) -> None:
         self.name = name
         self.container_id = container_id
-        self.output_limit = provider.spec.output_limit
         self._provider = provider
         self._channel = channel
         self._lock = asyncio.Lock()
@@ -193,9 +183,9 @@ class DockerSandbox(Sandbox):
             "init",
             START_TIMEOUT,
             workdir=workdir,
-            output_limit=spec.output_limit,
-            python=spec.python,
-            command_prefix=spec.command_prefix,
+            output_limit=spec.settings.output_limit,
+            python=spec.settings.python,
+            command_prefix=spec.settings.command_prefix,
             own_container=True,
         )
 
@@ -210,7 +200,7 @@ class DockerSandbox(Sandbox):
         try:
             answer = await self._call("run_on", timeout + ANSWER_GRACE, patch=patch, script=script, timeout=timeout)
         except PatchError as exc:
-            return ExecResult(exit_code=-1, output=f"the candidate patch does not apply: {exc}")
+            return ExecResult.patch_failed(str(exc))
         return ExecResult(**answer)
 
     async def write_file(self, path: str, content: str) -> None:
@@ -265,26 +255,24 @@ def _container_name(run_label: str, name: str) -> str:
 
 
 class DockerProvider(SandboxProvider):
-    """Sandboxes for one problem from one image (built or found once), at most `spec.max_containers` open."""
+    """Sandboxes for one problem from one image (built or found once), at most `max_containers` open."""
 
     def __init__(
         self,
         spec: SandboxSpec,
-        limits: DockerLimits | None = None,
         *,
         client: docker.DockerClient | None = None,
         base_image: str = images.BASE_IMAGE,
         progress: images.Progress | None = None,
     ) -> None:
         self.spec = spec
-        self.limits = limits or DockerLimits()
         self.base_image = base_image
         self.image: str | None = None
         self.workdir: str | None = None
         self._client = client
         self._progress = progress or (lambda line: log.debug("%s", line))
         self._prepare_lock = asyncio.Lock()
-        self._slots = asyncio.Semaphore(spec.max_containers)
+        self._slots = asyncio.Semaphore(spec.settings.max_containers)
         self._open: dict[str, DockerSandbox] = {}
         self.description = "docker (image not prepared yet)"
 
@@ -297,7 +285,7 @@ class DockerProvider(SandboxProvider):
     def _resolve_image(self) -> tuple[str, str]:
         """(image, workdir): a ready image used in place (spec.image with spec.workdir: the repo is already
         inside, e.g. SWE-bench's /testbed) or a repo image built on spec.image or the base image."""
-        spec = self.spec
+        spec = self.spec.settings
         client = self.client
         engine.registry.sweep_once(client)
         setup = with_prefix(spec.command_prefix, spec.setup) if spec.setup else None
@@ -308,8 +296,8 @@ class DockerProvider(SandboxProvider):
             return spec.image, spec.workdir
         tag = images.build_repo_image(
             client,
-            Path(spec.repo_path),
-            spec.commit,
+            Path(self.spec.repo_path),
+            self.spec.commit,
             setup=setup,
             base=spec.image or self.base_image,
             progress=self._progress,
@@ -324,14 +312,14 @@ class DockerProvider(SandboxProvider):
                     self.image, self.workdir = await asyncio.to_thread(self._resolve_image)
                 except (images.ImageError, docker.errors.DockerException) as exc:
                     raise SandboxError(f"docker image for {self.spec.repo_path}: {engine.describe_exc(exc)}") from exc
-                network = "network on" if self.spec.network else "network off"
+                network = "network on" if self.spec.settings.sandbox_network else "network off"
                 self.description = f"docker (image {self.image}, {network})"
         return self.image
 
     def _create(self, name: str) -> tuple[str, _Channel]:
         """Create, copy the runner in, attach, start: the only docker round trips a sandbox pays."""
         client = self.client
-        limits = self.limits
+        limits = self.spec.settings
         container = client.containers.create(
             self.image,
             entrypoint=["/bin/sh", "-c", RUNNER_COMMAND],  # whatever the image's entrypoint, the runner starts
@@ -342,11 +330,11 @@ class DockerProvider(SandboxProvider):
             tty=False,
             init=True,
             auto_remove=True,
-            network_mode=None if self.spec.network else "none",
-            nano_cpus=int(limits.cpus * 1e9),
-            mem_limit=limits.memory,
-            memswap_limit=limits.memory,
-            pids_limit=limits.pids,
+            network_mode=None if limits.sandbox_network else "none",
+            nano_cpus=int(limits.docker_cpus * 1e9),
+            mem_limit=limits.docker_memory,
+            memswap_limit=limits.docker_memory,
+            pids_limit=limits.docker_pids,
             labels=engine.owner_labels(self.spec.run_label, "sandbox"),
             environment=SANDBOX_ENV,
         )

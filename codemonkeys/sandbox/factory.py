@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from codemonkeys.config import Settings
+from codemonkeys.config import SandboxSettings
 from codemonkeys.problem import Problem
 from codemonkeys.sandbox import engine, images
 from codemonkeys.sandbox.base import SandboxError, SandboxProvider, SandboxSpec
@@ -20,23 +20,7 @@ def docker_available(timeout: float = PING_TIMEOUT) -> bool:
     return engine.engine_answers(timeout)
 
 
-def spec_from_settings(settings: Settings, problem: Problem, run_label: str) -> SandboxSpec:
-    return SandboxSpec(
-        repo_path=problem.repo_path,
-        commit=problem.commit,
-        network=settings.sandbox_network,
-        output_limit=settings.output_limit,
-        python=settings.python,
-        image=settings.image,
-        setup=settings.setup,
-        workdir=settings.workdir,
-        command_prefix=settings.command_prefix,
-        run_label=run_label,
-        max_containers=settings.max_containers,
-    )
-
-
-def _docker_image_ready(settings: Settings) -> tuple[bool, str]:
+def _docker_image_ready(settings: SandboxSettings) -> tuple[bool, str]:
     """`auto` picks docker only when the image is already here: building or pulling is an explicit choice."""
     if not docker_available():
         return False, "no docker engine answers"
@@ -53,10 +37,10 @@ def _docker_image_ready(settings: Settings) -> tuple[bool, str]:
     return True, f"a docker engine answers and image {wanted} exists"
 
 
-async def make_provider(settings: Settings, problem: Problem, run_label: str) -> SandboxProvider:
+async def make_provider(settings: SandboxSettings, problem: Problem, run_label: str) -> SandboxProvider:
     """The provider for one problem; `docker` fails clearly when no engine answers or the image cannot be made."""
-    spec = spec_from_settings(settings, problem, run_label)
-    kind = settings.sandbox
+    spec = SandboxSpec(repo_path=problem.repo_path, commit=problem.commit, run_label=run_label, settings=settings)
+    kind = settings.kind
     if kind == "auto":
         ready, why = await asyncio.to_thread(_docker_image_ready, settings)
         kind = "docker" if ready else "local"
@@ -70,9 +54,8 @@ async def make_provider(settings: Settings, problem: Problem, run_label: str) ->
             "--sandbox docker: no docker engine answers; start one (as root: scripts/ci/start-dockerd.sh) "
             "or use --sandbox local"
         )
-    from codemonkeys.sandbox.docker import DockerLimits, DockerProvider
+    from codemonkeys.sandbox.docker import DockerProvider
 
-    limits = DockerLimits(cpus=settings.docker_cpus, memory=settings.docker_memory, pids=settings.docker_pids)
-    provider = DockerProvider(spec, limits)
+    provider = DockerProvider(spec)
     await provider.prepare()
     return provider

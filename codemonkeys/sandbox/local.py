@@ -323,7 +323,7 @@ class LocalSandbox(Sandbox):
         self.name = name
         self.commit = commit
         self.network_isolation = isolation
-        self.output_limit = spec.output_limit
+        self.output_limit = spec.settings.output_limit
         self.repo = str(Path(spec.repo_path).resolve())
         self.home = Path(tempfile.mkdtemp(prefix=_WORKTREE_PREFIX))
         (self.home / _OWNER_FILE).write_text(str(os.getpid()))
@@ -331,7 +331,7 @@ class LocalSandbox(Sandbox):
         self.scratch = self.home / "scratch"
         self._closed = False
         self._env: dict[str, str] = {}
-        self._python = spec.python
+        self._python = spec.settings.python
         self._on_close = on_close
 
     @classmethod
@@ -472,7 +472,7 @@ class LocalSandbox(Sandbox):
             raise SandboxError(f"sandbox {self.name}: reset failed: {result.output}")
         if result.output.startswith(_PATCH_FAILED):
             message = result.output[len(_PATCH_FAILED) :].strip()
-            return ExecResult(exit_code=-1, output=f"the candidate patch does not apply: {message}")
+            return ExecResult.patch_failed(message)
         return result
 
     async def run_script(self, script: str, timeout: float) -> ExecResult:
@@ -510,7 +510,7 @@ class LocalProvider(SandboxProvider):
         if not Path(self.repo, ".git").exists():
             raise SandboxError(f"not a git checkout: {self.repo}")
         prune_stale_worktrees(self.repo)
-        self.network_isolation = "host" if spec.network else network_isolation_mode()
+        self.network_isolation = "host" if spec.settings.sandbox_network else network_isolation_mode()
         label = "NOT isolated" if self.network_isolation == "none" else self.network_isolation
         self.description = f"local (git worktree, network: {label})"
         self._commit: str | None = None

@@ -1,37 +1,27 @@
-"""Pieces the three trajectories share: original files, how a test run is shown to the model, the turn line."""
+"""What the three trajectories share: how a test run is shown to the model, the test-script rules, and the
+rule that a crash ends a trajectory with what it had while a stopped run propagates."""
 
 from __future__ import annotations
 
 import logging
-import subprocess
-from functools import lru_cache
+from collections.abc import Awaitable
+from typing import Protocol
 
+from codemonkeys.llm import RunStopped
 from codemonkeys.prompts import render
-from codemonkeys.sandbox.base import ExecResult, truncate_middle
+from codemonkeys.sandbox.base import ExecResult, Outcome, truncate_middle
 
 log = logging.getLogger("codemonkeys.trajectories")
 
-Messages = list[dict[str, str]]
+_VERDICTS = {
+    Outcome.FIXED: "exit code 0: the script says the issue is FIXED",
+    Outcome.NOT_FIXED: "exit code 2: the script says the issue is STILL PRESENT",
+    Outcome.PATCH_FAILED: "not run: the patch could not be applied",
+}
 
 
-@lru_cache(maxsize=2048)
-def _git_show(repo_path: str, commit: str, path: str) -> str | None:
-    proc = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=repo_path, capture_output=True)
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.decode("utf-8", errors="replace")
-
-
-class OriginalFiles:
-    """Files as they are at the problem's commit: every edit set applies to these, never to an earlier edit."""
-
-    def __init__(self, repo_path: str, commit: str) -> None:
-        self.repo_path = repo_path
-        self.commit = commit
-
-    def __call__(self, path: str) -> str | None:
-        """The file's text, or None when it does not exist at the commit (or is not a file)."""
-        return _git_show(self.repo_path, self.commit, path.removeprefix("./"))
+class HasError(Protocol):
+    error: str | None
 
 
 def script_rules(timeout: float) -> str:
@@ -39,16 +29,13 @@ def script_rules(timeout: float) -> str:
 
 
 def verdict(result: ExecResult, timeout: float) -> str:
-    """What an exit code means under the test-script contract, spelled out so the model need not recall it."""
-    if result.timed_out:
+    """What a run means under the test-script contract, spelled out so the model need not recall it."""
+    outcome = result.outcome
+    if outcome is Outcome.TIMED_OUT:
         return f"timed out: killed after {timeout:g} seconds, so the script is broken or far too slow"
-    if result.exit_code == -1:
-        return "not run: the patch could not be applied"
-    if result.exit_code == 0:
-        return "exit code 0: the script says the issue is FIXED"
-    if result.exit_code == 2:
-        return "exit code 2: the script says the issue is STILL PRESENT"
-    return f"exit code {result.exit_code}: neither 0 nor 2, so the script itself failed (crash, error or bad exit)"
+    if outcome is Outcome.SCRIPT_ERROR:
+        return f"exit code {result.exit_code}: neither 0 nor 2, so the script itself failed (crash, error or bad exit)"
+    return _VERDICTS[outcome]
 
 
 def show_run(where: str, result: ExecResult, timeout: float, limit: int) -> str:
@@ -60,27 +47,20 @@ def show_run(where: str, result: ExecResult, timeout: float, limit: int) -> str:
     ).rstrip()
 
 
-def turn_line(turn: int, turns: int, last: str = "whatever you answer now is final") -> str:
-    """Tells the model how much of its budget is left, so it finishes in time."""
-    if turn >= turns:
-        return f"Turn {turn} of {turns}: this is your LAST turn; {last}."
-    return f"Turn {turn} of {turns} ({turns - turn} more after this one)."
-
-
-def crash_message(exc: Exception) -> str:
+def crash_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def user(content: str) -> dict[str, str]:
-    return {"role": "user", "content": content}
-
-
-def assistant(content: str) -> dict[str, str]:
-    return {"role": "assistant", "content": content}
-
-
-def system(content: str) -> dict[str, str]:
-    return {"role": "system", "content": content}
+async def keep_on_crash(work: Awaitable[None], result: HasError, what: str) -> None:
+    """A crash (a broken sandbox, a bug) ends the trajectory with `error` set and whatever it had; a stopped
+    run (budget, provider outage) propagates, so its unfinished trajectory stays unsaved and a rerun resumes."""
+    try:
+        await work
+    except RunStopped:
+        raise
+    except Exception as exc:
+        result.error = crash_message(exc)
+        log.warning("%s failed: %s", what, result.error)
 
 
 def file_block(path: str, text: str, outline: bool = False) -> str:

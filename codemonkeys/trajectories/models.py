@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from codemonkeys.sandbox.base import ExecResult
+from codemonkeys.sandbox.base import ExecResult, Outcome
 
 AnswerKind = Literal["test", "done", "edit", "choose", "invalid"]
 
@@ -23,6 +23,10 @@ class ScriptRun(BaseModel):
     def of(cls, result: ExecResult) -> ScriptRun:
         return cls(exit_code=result.exit_code, timed_out=result.timed_out, seconds=round(result.seconds, 3))
 
+    @property
+    def outcome(self) -> Outcome:
+        return ExecResult(exit_code=self.exit_code, output="", timed_out=self.timed_out).outcome
+
 
 class Turn(BaseModel):
     """One model call: what kind of answer it gave, what running it showed, and what went wrong."""
@@ -35,50 +39,50 @@ class Turn(BaseModel):
     candidates: list[ScriptRun] = []
 
 
-class TestingResult(BaseModel):
+class TrajectoryResult(BaseModel):
+    """What both generation trajectories keep: their final script, its run on the original code, their turns."""
+
+    index: int
+    script: str | None = None
+    original: ScriptRun | None = None
+    turns: list[Turn] = []
+    error: str | None = None
+
+    @property
+    def calls(self) -> int:
+        return len(self.turns)
+
+
+class TestingResult(TrajectoryResult):
     __test__ = False
 
-    index: int
-    script: str | None = None
-    original: ScriptRun | None = None
-    turns: list[Turn] = []
-    error: str | None = None
 
-    @property
-    def calls(self) -> int:
-        return len(self.turns)
+class EditingResult(TrajectoryResult):
+    """The last edit set that applied (`patch`, the files it `touched`) and its script's run on it."""
 
-
-class EditingResult(BaseModel):
-    index: int
     patch: str | None = None
-    script: str | None = None
-    original: ScriptRun | None = None
     edited: ScriptRun | None = None
-    turns: list[Turn] = []
-    error: str | None = None
-
-    @property
-    def calls(self) -> int:
-        return len(self.turns)
+    touched: list[str] = []
 
 
 class Candidate(BaseModel):
-    """A distinct patch; `sources[i]` is an editing trajectory that produced it and `scripts[i]` its final script."""
+    """A distinct patch; `sources[i]` is an editing trajectory that produced it and `scripts[i]` its final script;
+    `paths` are the files it changes, as the editing trajectories applied them."""
 
     id: int
     patch: str
+    paths: list[str] = []
     sources: list[int] = []
     scripts: list[str] = []
 
 
 class VoteResult(BaseModel):
-    """`matrix[s][c]`: exit code of `scripts[s]` on the candidate `candidate_ids[c]` (None: the run failed)."""
+    """`matrix[s][c]`: what `scripts[s]` says of the candidate `candidate_ids[c]` (None: the sandbox broke)."""
 
     scripts: list[str] = []
     candidate_ids: list[int] = []
-    matrix: list[list[int | None]] = []
-    empty_patch: list[int | None] = []
+    matrix: list[list[Outcome | None]] = []
+    empty_patch: list[Outcome | None] = []
     suspicious: list[int] = []
     votes: dict[int, int] = {}
     top: list[int] = []
@@ -86,9 +90,9 @@ class VoteResult(BaseModel):
 
 
 class SelectionResult(BaseModel):
-    """`chosen_id` is a position in the candidates given to the selection (0 = the top-voted one)."""
+    """`chosen_candidate` is the Candidate.id chosen; a fallback chose the top-voted candidate."""
 
-    chosen_id: int = 0
+    chosen_candidate: int
     fallback: bool = False
     turns: list[Turn] = []
     error: str | None = None

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from codemonkeys.answers import AnswerFormatError, fenced_blocks
+
 Kind = Literal["test", "done", "edit", "choose"]
 
 _TAG_OF: dict[Kind, str] = {
@@ -24,7 +26,6 @@ _TAG_OF: dict[Kind, str] = {
 _KIND_OF = {tag: kind for kind, tag in _TAG_OF.items()}
 _OPEN = re.compile(r"<(test|edit|done|chosen_candidate_fix_id)\s*(/?)>", re.IGNORECASE)
 _DONE_CLOSE = re.compile(r"\s*</done\s*>", re.IGNORECASE)
-_FENCE = re.compile(r"^```[\w+.-]*[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 class Answer(BaseModel):
@@ -32,10 +33,6 @@ class Answer(BaseModel):
 
     kind: Kind
     body: str = ""
-
-
-class AnswerFormatError(ValueError):
-    """The reply holds no usable command, or several; the message is written for the model to read."""
 
 
 def describe(kind: Kind) -> str:
@@ -115,7 +112,7 @@ def clean_script(body: str) -> str:
         if lines and lines[-1].strip() == "```":
             lines = lines[:-1]
         return "\n".join(lines).rstrip() + "\n"
-    blocks = _FENCE.findall(text)
+    blocks = fenced_blocks(text)
     if blocks and not _compiles(text):
         return max(blocks, key=len).rstrip() + "\n"
     return text.rstrip() + "\n"

@@ -26,41 +26,46 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from codemonkeys.config import Settings  # noqa: E402
+from codemonkeys.config import Settings, nest  # noqa: E402
+from codemonkeys.jsonfiles import read_jsonl  # noqa: E402
 from codemonkeys.llm import ModelClient  # noqa: E402
 from codemonkeys.pipeline import solve  # noqa: E402
 from codemonkeys.problem import make_problem  # noqa: E402
-from codemonkeys.store import RunStore, read_jsonl  # noqa: E402
-from codemonkeys.trajectories.models import EditingResult, TestingResult  # noqa: E402
-from tests.e2e.oracle import oracle, stage_of  # noqa: E402
+from codemonkeys.stages import Stage  # noqa: E402
+from codemonkeys.store import InstanceStore, RunStore  # noqa: E402
+from tests.e2e.oracle import oracle  # noqa: E402
 from tests.e2e.toy_repo import ISSUE, RIGHT_FIX, RIGHT_TEST, make_toy_repo  # noqa: E402
-from tests.fake_model_server import FakeModelServer  # noqa: E402
+from tests.fake_model_server import FakeModelServer, current_stage  # noqa: E402
+
+WARM_UP = "warm"  # the stage name of the one call made before the run, which the oracle does not know
 
 
 def busy_model(iterations: int):
     """Uses every turn: the testing and editing trajectories revise until their last turn, then finish."""
 
     def respond(messages: list[dict], model: str) -> str:
-        stage = stage_of(messages)
+        stage = current_stage()
+        if stage == WARM_UP:
+            return "ready"
         turn = sum(1 for m in messages if m["role"] == "assistant") + 1
-        if stage == "testing":
+        if stage == Stage.TESTING:
             return "<done>" if turn == iterations else f"Revising.\n<test>\n{RIGHT_TEST}</test>"
-        if stage == "editing":
+        if stage == Stage.EDITING:
             return "<done>" if turn == iterations else f"Revising.\n<edit>\n{RIGHT_FIX}</edit>"
         return oracle(messages, model)
 
     return respond
 
 
-def critical_path(inst: Path, latency: float, samples: int) -> tuple[float, int]:
+def critical_path(inst: InstanceStore, latency: float, samples: int) -> tuple[float, int]:
     """Seconds and model calls of the longest chain: relevance → ranking → slowest testing+editing pair.
 
     Model time is the server's nominal latency, so the client stack's own cost counts as overhead. A test
     run's seconds include the tree reset and patch application done in the same process."""
     slowest, slowest_calls = 0.0, 0
     for i in range(samples):
-        testing = TestingResult.model_validate_json((inst / f"testing/{i}.json").read_text())
-        editing = EditingResult.model_validate_json((inst / f"editing/{i}.json").read_text())
+        testing, editing = inst.testing(i).load(), inst.editing(i).load()
+        assert testing is not None and editing is not None, f"trajectory {i} left no record"
         # Editing runs each distinct script on the original code once (the bench uses one script).
         runs = [t.original for t in testing.turns] + [editing.original] + [t.edited for t in editing.turns]
         calls = testing.calls + editing.calls
@@ -102,31 +107,32 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, model_server(args.iterations, args.latency) as url:
         repo = make_toy_repo(Path(tmp))
         problem = make_problem(str(repo), None, ISSUE, Path(tmp) / "clones", instance_id="bench")
-        settings = Settings(
-            models=["openai/bench"],
-            api_base=url,
-            samples=args.samples,
-            iterations=args.iterations,
-            rankings=1,
-            sandbox="local",
-            model_concurrency=64,
-            python=sys.executable,
-            test_timeout=30,
-            run_dir=Path(tmp) / "run",
-        )
+        flat = {
+            "models": ["openai/bench"],
+            "api_base": url,
+            "samples": args.samples,
+            "iterations": args.iterations,
+            "rankings": 1,
+            "sandbox": "local",
+            "model_concurrency": 64,
+            "python": sys.executable,
+            "test_timeout": 30,
+            "run_dir": Path(tmp) / "run",
+        }
+        settings = Settings.model_validate(nest(flat, "bench"))
         store = RunStore(settings.run_dir)
-        client = ModelClient(settings, usage_path=store.usage_path)
+        client = ModelClient(settings.models, settings.budget, usage_path=store.usage_path)
         await client.complete(
-            [{"role": "user", "content": "warm up"}], model="openai/bench", instance="warm", stage="warm"
+            [{"role": "user", "content": "warm up"}], model="openai/bench", instance="warm", stage=WARM_UP
         )
         usage_start = len(read_jsonl(store.usage_path))
         started = time.perf_counter()
         result = await solve(problem, settings, client, store)
         wall = time.perf_counter() - started
         usage = read_jsonl(store.usage_path)[usage_start:]
-        path_seconds, path_calls = critical_path(store.root / "bench", args.latency, args.samples)
+        path_seconds, path_calls = critical_path(store.instance("bench"), args.latency, args.samples)
         # Voting is nothing but test runs (one script on one candidate and on the empty patch, in parallel).
-        path_seconds += result.stage_seconds.get("vote", 0.0)
+        path_seconds += result.stage_seconds.get(Stage.VOTING, 0.0)
     assert result.patch and re.search("mid - 1", result.patch), "the benchmark run must solve the toy issue"
     overhead_ms = max(0.0, wall - path_seconds) / path_calls * 1000
     client_ms = (statistics.median(u["latency_s"] for u in usage) - args.latency) * 1000

@@ -21,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from codemonkeys.config import SandboxSettings
 from codemonkeys.sandbox import engine, images
 from codemonkeys.sandbox.base import Sandbox, SandboxSpec
-from codemonkeys.sandbox.docker import DockerLimits, DockerProvider
+from codemonkeys.sandbox.docker import DockerProvider
 from codemonkeys.sandbox.local import LocalProvider
 
 SCRIPT = "import sys\nfrom calc import add\nsys.exit(0 if add(2, 3) == 5 else 2)\n"
@@ -84,7 +85,7 @@ async def warm(provider: DockerProvider | LocalProvider, runs: int) -> tuple[lis
 def fresh_container_run(provider: DockerProvider) -> float:
     """The naive way: create, copy the script in, start, wait, remove — per run."""
     client = provider.client
-    limits = provider.limits
+    limits = provider.spec.settings
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo("bench_script.py")
@@ -98,9 +99,9 @@ def fresh_container_run(provider: DockerProvider) -> float:
         working_dir=provider.workdir,
         environment={"PYTHONPATH": provider.workdir},
         network_mode="none",
-        nano_cpus=int(limits.cpus * 1e9),
-        mem_limit=limits.memory,
-        pids_limit=limits.pids,
+        nano_cpus=int(limits.docker_cpus * 1e9),
+        mem_limit=limits.docker_memory,
+        pids_limit=limits.docker_pids,
         labels=engine.owner_labels("bench-fresh", "sandbox"),
     )
     try:
@@ -137,11 +138,13 @@ async def throughput(provider: DockerProvider, parallel: int, seconds: float) ->
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="codemonkeys-bench-") as tmp:
         repo, sha = make_repo(Path(tmp))
-        spec = SandboxSpec(repo_path=repo, commit=sha, run_label="bench", max_containers=max(args.parallel, 2))
-        provider = DockerProvider(spec, DockerLimits())
+        settings = SandboxSettings(max_containers=max(args.parallel, 2))
+        spec = SandboxSpec(repo_path=repo, commit=sha, run_label="bench", settings=settings)
+        provider = DockerProvider(spec)
         try:
             await provider.prepare()
-            print(f"docker: {provider.description}, limits {provider.limits.model_dump()}")
+            limits = settings.model_dump(include={"docker_cpus", "docker_memory", "docker_pids"})
+            print(f"docker: {provider.description}, limits {limits}")
             print(f"machine: {os.cpu_count()} cores")
 
             totals, resets, combined = await warm(provider, args.runs)

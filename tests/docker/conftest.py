@@ -14,9 +14,10 @@ from pathlib import Path
 import docker
 import pytest
 
+from codemonkeys.config import SandboxSettings
 from codemonkeys.sandbox import engine, images
 from codemonkeys.sandbox.base import SandboxSpec
-from codemonkeys.sandbox.docker import DockerLimits, DockerProvider
+from codemonkeys.sandbox.docker import DockerProvider
 from tests.conftest import docker_engine_or_skip
 
 # Fixed dates and identity: the same tiny repo has the same commit every session, so its image is reused.
@@ -81,13 +82,15 @@ def labelled(client: docker.DockerClient, run_label: str) -> list:
 async def make_provider(
     docker_client: docker.DockerClient, base_image: str, tiny_repo: tuple[Path, str], run_label: str
 ) -> AsyncIterator[Callable[..., DockerProvider]]:
-    """`make_provider(limits=None, **spec_fields)`: providers on the tiny repo, closed and checked at teardown."""
+    """`make_provider(**sandbox_settings)`: providers on the tiny repo (SandboxSettings fields override the setup
+    and a cap of 4 containers), closed and checked at teardown."""
     providers: list[DockerProvider] = []
 
-    def make(limits: DockerLimits | None = None, **fields: object) -> DockerProvider:
+    def make(**fields: object) -> DockerProvider:
         repo, sha = tiny_repo
-        values: dict = {"repo_path": str(repo), "commit": sha, "setup": SETUP, "run_label": run_label}
-        provider = DockerProvider(SandboxSpec(**(values | fields)), limits, client=docker_client)
+        settings = SandboxSettings.model_validate({"setup": SETUP, "max_containers": 4} | fields)
+        spec = SandboxSpec(repo_path=str(repo), commit=sha, run_label=run_label, settings=settings)
+        provider = DockerProvider(spec, client=docker_client)
         providers.append(provider)
         return provider
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 
 from codemonkeys.sandbox.base import PatchError, SandboxError
-from codemonkeys.sandbox.docker import DockerLimits
 from tests.docker.conftest import CALC, labelled
 
 pytestmark = pytest.mark.docker
@@ -189,7 +188,7 @@ def connect_script(host: str, port: int) -> str:
 
 async def test_network_is_off_unless_the_spec_turns_it_on(make_provider, tcp_server: int) -> None:
     # With the network on, a script reaches the host through the bridge gateway: the offline check can fail.
-    async with await make_provider(network=True).open("online") as sandbox:
+    async with await make_provider(sandbox_network=True).open("online") as sandbox:
         route = await sandbox.run("ip -4 route show default", timeout=10)
         gateway = route.output.split()[2]
         result = await sandbox.run_script(connect_script(gateway, tcp_server), timeout=20)
@@ -204,8 +203,8 @@ async def test_network_is_off_unless_the_spec_turns_it_on(make_provider, tcp_ser
 
 
 async def test_limits_are_applied_and_the_pids_limit_holds(make_provider, docker_client) -> None:
-    limits = DockerLimits(cpus=1.5, memory="256m", pids=64)
-    async with await make_provider(limits).open("limits") as sandbox:
+    provider = make_provider(docker_cpus=1.5, docker_memory="256m", docker_pids=64)
+    async with await provider.open("limits") as sandbox:
         host = docker_client.api.inspect_container(sandbox.container_id)["HostConfig"]
         assert host["NanoCpus"] == 1_500_000_000
         assert host["Memory"] == 256 * 1024 * 1024

@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from codemonkeys.config import SandboxSettings
 from codemonkeys.sandbox import engine, images
 from codemonkeys.sandbox.base import SandboxError, SandboxSpec
 from codemonkeys.sandbox.docker import DockerProvider
@@ -36,7 +37,7 @@ def python_env() -> dict[str, str]:
 async def test_repo_image_is_built_once_and_reused(docker_client, base_image, tiny_repo, run_label: str) -> None:
     repo, sha = tiny_repo
     setup = f"date +%s%N > .stamp && echo {uuid.uuid4().hex}"  # a new setup: a new image
-    spec = SandboxSpec(repo_path=str(repo), commit=sha, setup=setup, run_label=run_label)
+    spec = SandboxSpec(repo_path=str(repo), commit=sha, run_label=run_label, settings=SandboxSettings(setup=setup))
     lines: list[list[str]] = [[], []]
     first = DockerProvider(spec, client=docker_client, progress=lines[0].append)
     second = DockerProvider(spec, client=docker_client, progress=lines[1].append)
@@ -167,12 +168,14 @@ async def test_a_failing_command_prefix_is_a_sandbox_error(make_provider, ready_
 
 ORPHAN_SCRIPT = """
 import asyncio, sys
+from codemonkeys.config import SandboxSettings
 from codemonkeys.sandbox.base import SandboxSpec
 from codemonkeys.sandbox.docker import DockerProvider
 repo, sha, setup, label = sys.argv[1:]
 
 async def main():
-    provider = DockerProvider(SandboxSpec(repo_path=repo, commit=sha, setup=setup, run_label=label))
+    settings = SandboxSettings(setup=setup)
+    provider = DockerProvider(SandboxSpec(repo_path=repo, commit=sha, run_label=label, settings=settings))
     for i in range(2):
         await provider.open(f"orphan-{i}")
     print("ready", flush=True)

@@ -1,4 +1,4 @@
-"""A scripted model that "knows" the toy repo's fix, routed by what each stage's prompt asks.
+"""A scripted model that "knows" the toy repo's fix, routed by the stage the client names in its request header.
 
 Model names steer it: a model whose name contains "wrong" writes the wrong test and the wrong fix, so
 trajectories spread over `openai/right` and `openai/wrong` disagree and voting has to decide.
@@ -9,25 +9,13 @@ from __future__ import annotations
 import re
 
 from tests.e2e.toy_repo import RIGHT_FIX, RIGHT_TEST, WRONG_FIX, WRONG_TEST
+from tests.fake_model_server import current_stage
 
 RELEVANT = {"calc/stats.py"}
 
 
-def stage_of(messages: list[dict]) -> str:
-    text = "\n".join(str(m.get("content")) for m in messages)
-    if "screening the repository one file at a time" in text:
-        return "relevance"
-    if "choosing which files of the repository" in text:
-        return "ranking"
-    if "candidate fixes written by independent attempts" in text:
-        return "selection"
-    if "We are fixing the issue below" in text:
-        return "editing"
-    return "testing"
-
-
 def oracle(messages: list[dict], model: str) -> str:
-    stage = stage_of(messages)
+    stage = current_stage()
     said = "\n".join(str(m.get("content")) for m in messages if m["role"] == "assistant")
     wrong = "wrong" in model
     if stage == "relevance":
@@ -45,6 +33,8 @@ def oracle(messages: list[dict], model: str) -> str:
         if "<edit>" not in said:
             return f"The middle pair must be averaged.\n<edit>\n{WRONG_FIX if wrong else RIGHT_FIX}</edit>"
         return "The test passes on the edited code.\n<done>"
+    if stage != "selection":
+        raise ValueError(f"the request names no known stage: {stage!r}")
     if "<test>" not in said:
         return f"Run the stricter test on every candidate.\n<test>\n{RIGHT_TEST}</test>"
     candidates = re.findall(r"<candidate_fix candidate_id=(\d+)>(.*?)</candidate_fix>", _all(messages), re.S)

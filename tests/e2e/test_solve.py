@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.oracle import oracle, stage_of
+from tests.e2e.oracle import oracle
 from tests.e2e.toy_repo import ISSUE, hidden_tests_pass, make_toy_repo
 from tests.fake_model_server import FakeModelServer
 
@@ -85,7 +85,7 @@ def test_full_solve_makes_the_repos_tests_pass(repo: Path, tmp_path: Path) -> No
     assert result["status"] == "patched" and result["candidates"] == 2
     assert sorted(result["votes"].values()) == [1, 2]
     assert {"relevance", "ranking", "testing", "editing", "selection"} <= set(result["usage"])
-    assert stage_of(server.calls[-1].messages) == "selection"
+    assert server.calls[-1].stage == "selection"
     assert "patch chosen" in proc.stderr and "model usage" in proc.stderr
     assert result["unpriced_models"] == ["openai/right", "openai/wrong"]
     report = next((tmp_path / "run").glob("*/report.html")).read_text()
@@ -93,6 +93,7 @@ def test_full_solve_makes_the_repos_tests_pass(repo: Path, tmp_path: Path) -> No
     assert "mid - 1" in report and "Votes (exit code 0 = fixed)" in report
     assert report.count("<details><summary>trajectory ") == 3
     assert "no price is known for openai/right, openai/wrong" in " ".join(proc.stderr.split())
+    assert "set them under [prices] in the --config file" in " ".join(proc.stderr.split())
     usage = [json.loads(line) for line in (tmp_path / "run" / "usage.jsonl").read_text().splitlines()]
     assert len(usage) == len(server.calls)
     prediction = json.loads((tmp_path / "run" / "predictions.jsonl").read_text())
@@ -117,7 +118,7 @@ def test_voting_picks_the_right_fix_without_selection(repo: Path, tmp_path: Path
         proc = run(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "mid - 1" in (tmp_path / "fix.patch").read_text()
-    assert "selection" not in {stage_of(c.messages) for c in server.calls}
+    assert "selection" not in {c.stage for c in server.calls}
     assert any(p.is_dir() for p in (tmp_path / "runs").iterdir()), "default run dir is runs/<instance-id>"
 
 
@@ -224,7 +225,9 @@ def test_bad_input_gets_one_clear_line_and_exit_2(repo: Path, tmp_path: Path) ->
         "commit not found": ["--repo", str(repo), "--commit", "deadbeef", "--issue", str(issue)],
         "issue text is empty": ["--repo", str(repo), "--issue", str(empty)],
         "issue file not found": ["--repo", str(repo), "--issue", str(tmp_path / "missing.md")],
-        "invalid setting samples": ["--repo", str(repo), "--issue", str(issue), "--samples", "0"],
+        "invalid setting generation.samples": ["--repo", str(repo), "--issue", str(issue), "--samples", "0"],
+        "invalid setting sandbox.docker_pids": ["--repo", str(repo), "--issue", str(issue), "--set", "docker_pids=1"],
+        "unknown settings group 'sandbx'": ["--repo", str(repo), "--issue", str(issue), "--set", "sandbx.kind=local"],
     }
     for expected, args in cases.items():
         proc = _cli("solve", *args, "--api-base", "http://127.0.0.1:9/v1", cwd=tmp_path)
@@ -285,9 +288,11 @@ def test_provider_outage_loses_nothing_and_a_rerun_finishes(repo: Path, tmp_path
             solve_args(repo, tmp_path, down, *common), capture_output=True, text=True, env=env, timeout=300
         )
     assert proc.returncode == 1
-    assert "rerun the same command to resume" in " ".join(proc.stderr.split())
+    assert "the relevance stage stopped: the model provider failed" in " ".join(proc.stderr.split())
+    assert "rerun the same command to resume it" in " ".join(proc.stderr.split())
     result = json.loads(next((tmp_path / "r").glob("*/result.json")).read_text())
     assert result["status"] == "model_error" and "could not be judged" in result["error"]
+    assert result["stopped_stage"] == "relevance"
     assert not list((tmp_path / "r").glob("*/context/ranking.json"))
 
     with FakeModelServer(oracle) as up:
