@@ -31,6 +31,7 @@ STAGE_HEADER = "X-CodeMonkeys-Stage"
 _PLACEHOLDER_KEY = "sk-no-key"
 _MAX_DELAY = 60.0
 _RETRY_STATUS = {408, 409, 425, 429}
+_REFUSED_STATUS = {400, 413, 422}
 _CACHE_MARKER_PROVIDERS = {"bedrock", "vertex_ai", "vertex_ai_beta", "openrouter"}
 
 
@@ -88,6 +89,11 @@ class BudgetExceeded(RunStopped):
 
 class ModelCallError(RunStopped):
     """Retries exhausted, or an error retrying cannot fix (bad key, prompt too long)."""
+
+
+class RequestRefused(Exception):
+    """The provider refused this request for what it is (context window exceeded, invalid request): not an
+    outage, so the run goes on; the conversation that sent it ends with the work it has and says why."""
 
 
 class _GarbageResponse(Exception):
@@ -163,6 +169,14 @@ def _retryable(exc: Exception) -> bool:
         return status in _RETRY_STATUS or status >= 500
     litellm = _litellm()
     return isinstance(exc, litellm.APIConnectionError | litellm.Timeout | TimeoutError | ConnectionError)
+
+
+def _refused(exc: Exception) -> bool:
+    """A 4xx about the request itself; auth, permission and unknown-model errors are the setup's fault and
+    stop the run instead (fixed, a rerun resumes)."""
+    if isinstance(exc, _litellm().ContextWindowExceededError):
+        return True
+    return getattr(exc, "status_code", None) in _REFUSED_STATUS
 
 
 def _retry_after(exc: Exception) -> float:
@@ -277,6 +291,8 @@ class ModelClient:
                     continue
                 error = _describe(exc, request.get("api_key"))
                 self._write(instance, stage, model, started, attempts, error=error)
+                if _refused(exc):
+                    raise RequestRefused(f"{model} refused the request: {error}") from None
                 self._failures[model] = (self._failures.get(model, (0, ""))[0] + 1, error)
                 raise ModelCallError(f"{model} failed after {attempts} attempt(s): {error}", stage) from None
             self._failures.pop(model, None)

@@ -56,6 +56,7 @@ class _Job:
     started: float = field(default_factory=time.monotonic)
     clock: StageClock = field(default_factory=StageClock)
     facts: dict[str, Any] = field(default_factory=dict)
+    ended_early: list[str] = field(default_factory=list)
 
     def bind(self, stage: Stage, model: str, record: Any, cache_prefix: int = 0) -> BoundModel:
         return self.client.bind(
@@ -119,6 +120,8 @@ async def _generate_and_choose(job: _Job, context: ContextResult, provider: Sand
     log.info("voting: top %s with votes %s", [c.id for c in top], [votes.votes[c.id] for c in top])
     with job.clock(Stage.SELECTION):
         selection = await _select(job, context, provider, top)
+    if selection.error:
+        job.ended_early.append(f"selection: {selection.error} (the top-voted candidate was taken)")
     chosen = next(c for c in top if c.id == selection.chosen_candidate)
     return _finish(
         job,
@@ -158,6 +161,9 @@ async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider
             finally:
                 await sandbox.close()
         finished += 1
+        job.ended_early += [
+            f"{what} {i}: {r.error}" for what, r in (("testing", tested), ("editing", edited)) if r.error
+        ]
         why = "" if edited.patch else f", no candidate: {edited.error or 'no edit applied'}"
         log.info("generation: trajectory %d done (%d/%d)%s", i, finished, s.generation.samples, why)
         return edited
@@ -222,6 +228,7 @@ def _finish(job: _Job, **fields: Any) -> SolveResult:
         cost_usd=job.client.spent(instance_id),
         unpriced_models=job.client.unpriced_models(),
         seconds=round(time.monotonic() - job.started, 2),
+        ended_early=job.ended_early,
         **job.facts,
         **fields,
     )

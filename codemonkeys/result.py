@@ -15,7 +15,8 @@ RESUMABLE = ("budget_exhausted", "model_error", "failed")
 
 
 class SolveResult(BaseModel):
-    """`result.json`: what the run chose and what it cost, or where it stopped and why."""
+    """`result.json`: what the run chose and what it cost, or where it stopped and why. `ended_early` names
+    every conversation that ended before its model was done (a crash, a refused request) and why."""
 
     instance_id: str
     status: Status
@@ -27,6 +28,7 @@ class SolveResult(BaseModel):
     selection_fallback: bool = False
     stopped_stage: str | None = None
     error: str | None = None
+    ended_early: list[str] = []
     sandbox: str = ""
     usage: dict[str, StageTotals] = {}
     cost_usd: float = 0.0

@@ -22,6 +22,12 @@ def print_summary(result: SolveResult, run_dir: Path, console: Console | None = 
         console.print(f"[bold red]no patch[/]: {result.status.replace('_', ' ')}")
     if result.resumable:
         console.print(f"[yellow]{escape(_stop_line(result))}[/]")
+    if result.ended_early:
+        first, more = result.ended_early[0], len(result.ended_early) - 1
+        text = f"a conversation ended early, keeping what it had: {first}" + (
+            f" (+{more} more in result.json)" if more else ""
+        )
+        console.print(f"[yellow]{escape(text)}[/]")
     console.print(
         escape(
             f"trajectories {result.trajectories}, distinct candidates {result.candidates}, "

@@ -72,7 +72,8 @@ class FakeModelServer:
     `fault_rate` of the requests (chosen by a seeded random) get a fault from `faults`: an HTTP status code
     ("429", "500", "401", ...; a 429 carries `Retry-After: retry_after` when that is set), "garbage" (200 with a non-JSON body), "empty" (200 JSON without choices) or
     "timeout" (no answer for `timeout_delay` seconds). With `fault_stages`, only requests of those stages
-    (the client's stage header) can fault. A responder that raises gives HTTP 500. A "401" echoes
+    (the client's stage header) can fault. With `context_window`, a prompt of more tokens (four characters
+    a token) is refused with the 400 that OpenAI-compatible servers send. A responder that raises gives HTTP 500. A "401" echoes
     the bearer token, as real providers partly do, so tests can check that it never reaches a record.
     """
 
@@ -87,8 +88,11 @@ class FakeModelServer:
         timeout_delay: float = 30.0,
         retry_after: float | None = None,
         fault_stages: frozenset[str] | None = None,
+        context_window: int | None = None,
     ) -> None:
         self.fault_stages = fault_stages
+        self.context_window = context_window
+        self.largest_prompt = 0
         self.responder = responder
         self.retry_after = retry_after
         self.latency = latency
@@ -196,12 +200,22 @@ class FakeModelServer:
             self._send(handler, 500, {"error": {"message": f"responder failed: {exc}", "type": "server_error"}})
             return
         keys = _prefix_keys(messages)
+        prompt_tokens = keys[-1][1] if keys else 0
+        with self._lock:
+            self.largest_prompt = max(self.largest_prompt, prompt_tokens)
+        if self.context_window is not None and prompt_tokens > self.context_window:
+            message = (
+                f"This model's maximum context length is {self.context_window} tokens. However, your messages "
+                f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages."
+            )
+            error = {"message": message, "type": "invalid_request_error", "param": "messages"}
+            self._send(handler, 400, {"error": error | {"code": "context_length_exceeded"}})
+            return
         with self._lock:
             cached = max((tokens for key, tokens in keys[:-1] if key in self._seen_prefixes), default=0)
             self._seen_prefixes.update(key for key, _ in keys)
             self.calls.append(FakeCall(model=model, messages=messages, response=text, stage=stage))
             number = len(self.calls)
-        prompt_tokens = keys[-1][1] if keys else 0
         completion_tokens = _tokens(text)
         self._send(
             handler,

@@ -19,6 +19,7 @@ from codemonkeys.llm import (
     CallRecord,
     ModelCallError,
     ModelClient,
+    RequestRefused,
     RunStopped,
     check_provider_key,
     mark_cache_prefix,
@@ -167,13 +168,24 @@ async def test_auth_error_is_not_retried(fake_server, settings_for, tmp_path) ->
     assert client.stage_totals("i")["s"].errors == 1
 
 
-async def test_bad_request_is_not_retried(fake_server, settings_for, tmp_path) -> None:
+async def test_a_refused_request_is_not_retried_and_not_an_outage(fake_server, settings_for, tmp_path) -> None:
     server = fake_server(fault_rate=1.0, faults=("400",))
-    client = client_from(settings_for(server, max_retries=5), usage_path=tmp_path / "usage.jsonl")
+    client = client_from(settings_for(server, max_retries=5, breaker_failures=2), usage_path=tmp_path / "usage.jsonl")
+    for _ in range(3):
+        with pytest.raises(RequestRefused, match="refused the request") as refused:
+            await client.complete(USER, model="openai/fake", instance="i", stage="s")
+        assert not isinstance(refused.value, RunStopped)
+    assert server.requests == 3, "not retried, and the breaker does not open on refusals"
+    assert [r.ok for r in records(tmp_path / "usage.jsonl")] == [False, False, False]
 
-    with pytest.raises(ModelCallError):
-        await client.complete(USER, model="openai/fake", instance="i", stage="s")
-    assert server.requests == 1
+
+async def test_a_prompt_over_the_window_is_refused_as_such(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(context_window=100)
+    client = client_from(settings_for(server, max_retries=5), usage_path=tmp_path / "usage.jsonl")
+    assert await client.complete(USER, model="openai/fake", instance="i", stage="s")
+    with pytest.raises(RequestRefused, match=r"(?i)context"):
+        await client.complete([{"role": "user", "content": "y" * 1000}], model="openai/fake", instance="i", stage="s")
+    assert server.requests == 2
 
 
 async def test_exhausted_retries_raise_and_leave_a_failed_record(fake_server, settings_for, tmp_path) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from codemonkeys.answers import AnswerFormatError, fenced_blocks
 from codemonkeys.config import ContextSettings
 from codemonkeys.context.models import ContextFile, FileRelevance
-from codemonkeys.llm import ModelClient
+from codemonkeys.llm import ModelClient, RequestRefused
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.repo_files import SourceFile, view
@@ -158,6 +158,9 @@ async def _rank_once(
             ]
             answer = await bound.ask(messages)
             return RankingOutcome(paths=parse_ranking(answer, known))
+    except RequestRefused as exc:
+        log.warning("ranking %d dropped: %s", index, exc)
+        return RankingOutcome(paths=None, error=str(exc))
     except AnswerFormatError as again:
         log.warning("ranking %d: unparsable answer twice, dropped", index)
         return RankingOutcome(paths=None, error=f"unparsable answer twice: {again} The answer ended: {answer[-300:]!r}")

@@ -11,7 +11,7 @@ from codemonkeys.answers import AnswerFormatError
 from codemonkeys.config import ContextSettings, ModelSettings
 from codemonkeys.context.models import FileRelevance
 from codemonkeys.jsonfiles import append_jsonl, read_jsonl
-from codemonkeys.llm import ModelCallError, ModelClient
+from codemonkeys.llm import ModelCallError, ModelClient, RequestRefused
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.repo_files import SourceFile, view
@@ -147,6 +147,9 @@ async def _judge(
         log.warning("relevance: unparsable answer twice for %s", file.path)
         error = f"unparsable answer twice: {again} The answer ended: {answer[-300:]!r}"
         return FileRelevance(path=file.path, tokens=file.tokens, relevant=None, error=error)
+    except RequestRefused as exc:
+        log.warning("relevance: %s", exc)
+        return FileRelevance(path=file.path, tokens=file.tokens, relevant=None, error=str(exc))
     except ModelCallError as exc:
         log.warning("relevance: model call failed for %s: %s", file.path, exc)
         return FileRelevance(

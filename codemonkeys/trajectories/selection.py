@@ -9,7 +9,7 @@ from collections.abc import Callable
 from codemonkeys.answers import AnswerFormatError
 from codemonkeys.config import GenerationSettings, SandboxSettings
 from codemonkeys.context.models import ContextResult
-from codemonkeys.llm import ChatModel
+from codemonkeys.llm import ChatModel, RequestRefused
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.sandbox.base import ExecResult, Outcome, Sandbox, truncate_middle
@@ -32,8 +32,8 @@ async def run_selection(
     box: SandboxSettings,
     max_file_chars: int,
 ) -> SelectionResult:
-    """`chosen_candidate` is a Candidate.id. Raises RunStopped and crashes: only a model that ran out of turns
-    or kept answering badly gives a final fallback. A touched file over `max_file_chars` is shown as the
+    """`chosen_candidate` is a Candidate.id. Raises RunStopped and crashes: only a model that ran out of turns,
+    kept answering badly, or had its request refused (`error` says so) gives a final fallback. A touched file over `max_file_chars` is shown as the
     context showed it."""
     if not candidates:
         raise ValueError("selection needs at least one candidate")
@@ -80,7 +80,10 @@ async def run_selection(
         example=example.rstrip() or "(no example script is available)",
         last_id=last_id,
     )
-    await talk.run([system(render("system_role")), user(first)], {"test": test, "choose": choose})
+    try:
+        await talk.run([system(render("system_role")), user(first)], {"test": test, "choose": choose})
+    except RequestRefused as exc:
+        result.error = str(exc)
     return result
 
 
