@@ -96,7 +96,12 @@ SANDBOX_OPTIONS = (
     Opt("sandbox.kind", str, "Where test scripts run: auto (docker if available), local or docker.", "--sandbox"),
     Opt("sandbox.sandbox_network", bool, "Let test scripts reach the network."),
     Opt("sandbox.image", str, "Docker image for --sandbox docker."),
-    Opt("sandbox.setup", str, "Command run once in the repo image (e.g. pip install -e .)."),
+    Opt(
+        "sandbox.setup",
+        str,
+        "Command run once before the first test run (e.g. 'python setup.py build_ext --inplace'); "
+        "what it builds in the tree survives every reset.",
+    ),
     Opt("sandbox.max_containers", int, "Most docker sandboxes open at once (2 x CPU count)."),
     Opt("sandbox.workdir", str, "Repository path inside a ready image (SWE-bench images: /testbed)."),
     Opt(

@@ -95,7 +95,12 @@ class SandboxSettings(_Group):
     output_limit: int = Field(20_000, ge=200, description="characters of a run's output shown to the model")
     python: str = "python"
     image: str | None = Field(None, description="docker image for --sandbox docker")
-    setup: str | None = Field(None, description="command run once in the repo image (e.g. pip install -e .)")
+    setup: str | None = Field(
+        None,
+        description="command run once before the first test run (docker: in the repo image; local: in a worktree, "
+        "network on); what it builds in the tree survives every reset",
+    )
+    setup_timeout: float = Field(1800.0, gt=0, description="seconds the setup command may run")
     max_containers: int = Field(
         default_factory=lambda: max(2, (os.cpu_count() or 2) * 2), ge=1, description="docker sandboxes open at once"
     )

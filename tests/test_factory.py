@@ -50,7 +50,7 @@ async def test_spec_carries_the_sandbox_settings(problem: Problem) -> None:
         output_limit=1234,
         python="python3",
         image="img:1",
-        setup="make",
+        setup="echo built > made.txt",
         workdir="/testbed",
         command_prefix="source x &&",
         max_containers=3,
@@ -61,9 +61,27 @@ async def test_spec_carries_the_sandbox_settings(problem: Problem) -> None:
     assert (spec.repo_path, spec.commit, spec.run_label) == (problem.repo_path, problem.commit, "run-7")
     box = spec.settings
     assert box.sandbox_network and box.output_limit == 1234 and box.python == "python3"
-    assert (box.image, box.setup, box.workdir, box.command_prefix) == ("img:1", "make", "/testbed", "source x &&")
+    assert (box.image, box.setup, box.workdir, box.command_prefix) == (
+        "img:1",
+        "echo built > made.txt",
+        "/testbed",
+        "source x &&",
+    )
     assert box.max_containers == 3
+    sandbox = await provider.open("t")
+    assert (await sandbox.run("cat made.txt", 10)).output.strip() == "built", "setup ran before the first sandbox"
+    await sandbox.close()
     await provider.aclose()
+
+
+async def test_a_failing_setup_is_a_clear_error_and_leaves_no_worktree(problem: Problem) -> None:
+    settings = SandboxSettings(kind="local", setup="echo compiling; echo 'no compiler' >&2; exit 3")
+    with pytest.raises(SandboxError, match=r"the setup command failed \(exit code 3\): compiling\s+no compiler"):
+        await factory.make_provider(settings, problem, "run-8")
+    listing = subprocess.run(
+        ["git", "worktree", "list"], cwd=problem.repo_path, capture_output=True, text=True, check=True
+    ).stdout
+    assert len(listing.strip().splitlines()) == 1, listing
 
 
 async def test_local_when_asked(problem: Problem) -> None:

@@ -135,6 +135,10 @@ class SandboxProvider(ABC):
 
     description: str = ""
 
+    async def prepare(self) -> object:
+        """Makes once what every sandbox starts from (an image, the tree after setup); raises SandboxError."""
+        return None
+
     @abstractmethod
     async def open(self, name: str) -> Sandbox: ...
 

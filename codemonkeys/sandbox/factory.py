@@ -38,7 +38,8 @@ def _docker_image_ready(settings: SandboxSettings) -> tuple[bool, str]:
 
 
 async def make_provider(settings: SandboxSettings, problem: Problem, run_label: str) -> SandboxProvider:
-    """The provider for one problem; `docker` fails clearly when no engine answers or the image cannot be made."""
+    """The provider for one problem, prepared (image built, setup run); it fails clearly when no engine answers,
+    the image cannot be made or the setup command fails."""
     spec = SandboxSpec(repo_path=problem.repo_path, commit=problem.commit, run_label=run_label, settings=settings)
     kind = settings.kind
     if kind == "auto":
@@ -48,14 +49,19 @@ async def make_provider(settings: SandboxSettings, problem: Problem, run_label: 
     if kind == "local":
         from codemonkeys.sandbox.local import LocalProvider
 
-        return LocalProvider(spec)
-    if not await asyncio.to_thread(docker_available):
+        provider: SandboxProvider = LocalProvider(spec)
+    elif not await asyncio.to_thread(docker_available):
         raise SandboxError(
             "--sandbox docker: no docker engine answers; start one (as root: scripts/ci/start-dockerd.sh) "
             "or use --sandbox local"
         )
-    from codemonkeys.sandbox.docker import DockerProvider
+    else:
+        from codemonkeys.sandbox.docker import DockerProvider
 
-    provider = DockerProvider(spec)
-    await provider.prepare()
+        provider = DockerProvider(spec)
+    try:
+        await provider.prepare()
+    except BaseException:
+        await provider.aclose()
+        raise
     return provider

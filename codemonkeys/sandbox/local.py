@@ -512,18 +512,48 @@ class LocalProvider(SandboxProvider):
         prune_stale_worktrees(self.repo)
         self.network_isolation = "host" if spec.settings.sandbox_network else network_isolation_mode()
         label = "NOT isolated" if self.network_isolation == "none" else self.network_isolation
-        self.description = f"local (git worktree, network: {label})"
+        after = ", reset to the tree after --setup" if spec.settings.setup else ""
+        self.description = f"local (git worktree, network: {label}{after})"
         self._commit: str | None = None
+        self._resolving = asyncio.Lock()
+        self._set_up_tree: LocalSandbox | None = None
         self._open: set[LocalSandbox] = set()
 
     async def _resolve(self) -> str:
-        if self._commit is None:
-            try:
-                out = await _git("rev-parse", "--verify", f"{self.spec.commit}^{{commit}}", cwd=self.repo)
-            except SandboxError as exc:
-                raise SandboxError(f"commit {self.spec.commit!r} not found in {self.repo}: {exc}") from None
-            self._commit = out.strip()
+        """The commit every sandbox checks out and resets to: the problem's, or with `setup` a snapshot of the
+        tree after setup, made once per provider."""
+        async with self._resolving:
+            if self._commit is None:
+                try:
+                    out = await _git("rev-parse", "--verify", f"{self.spec.commit}^{{commit}}", cwd=self.repo)
+                except SandboxError as exc:
+                    raise SandboxError(f"commit {self.spec.commit!r} not found in {self.repo}: {exc}") from None
+                commit = out.strip()
+                if self.spec.settings.setup:
+                    commit = await self._set_up(commit)
+                self._commit = commit
         return self._commit
+
+    async def prepare(self) -> str:
+        return await self._resolve()
+
+    async def _set_up(self, commit: str) -> str:
+        """Runs `setup` (network on, secrets stripped) in a worktree of its own and commits everything it left
+        in the tree, ignored files included (generated version files, extensions built in place): resets then
+        restore what setup built and undo only what a test script or an edit changed. The worktree stays
+        until `aclose`, so the snapshot commit stays reachable."""
+        settings = self.spec.settings
+        tree = self._set_up_tree = await LocalSandbox.create(self.spec, "setup", commit, "host")
+        log.info("local sandbox: running the setup command once: %s", settings.setup)
+        run = await tree.run(settings.setup or "", settings.setup_timeout)
+        if run.exit_code != 0 or run.timed_out:
+            how = f"timed out after {settings.setup_timeout:g} s" if run.timed_out else f"exit code {run.exit_code}"
+            raise SandboxError(f"the setup command failed ({how}): {run.output.strip()}")
+        await _git("add", "-A", "--force", cwd=tree.tree)
+        identity = ("-c", "user.name=codemonkeys", "-c", "user.email=codemonkeys@localhost")
+        message = f"codemonkeys: {commit} after setup"
+        await _git(*identity, "commit", "-q", "--no-verify", "--allow-empty", "-m", message, cwd=tree.tree)
+        return (await _git("rev-parse", "HEAD", cwd=tree.tree)).strip()
 
     async def open(self, name: str) -> LocalSandbox:
         sandbox = await LocalSandbox.create(
@@ -535,3 +565,5 @@ class LocalProvider(SandboxProvider):
     async def aclose(self) -> None:
         for sandbox in list(self._open):
             await sandbox.close()
+        if self._set_up_tree is not None:
+            await self._set_up_tree.close()
