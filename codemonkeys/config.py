@@ -47,6 +47,12 @@ class ModelSettings(_Group):
         5, ge=1, description="failed calls in a row after which a model is not called again in this run"
     )
     retry_base_delay: float = Field(1.0, gt=0, description="seconds before the first retry; doubles per attempt")
+    context_windows: dict[str, int] = Field(
+        default_factory=dict, description="input tokens per model, where litellm does not know them (or is wrong)"
+    )
+    default_context_window: int = Field(
+        128_000, ge=1000, description="input tokens of a model neither context_windows nor litellm knows"
+    )
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
         description="USD per million (input, output) tokens, for models litellm has no price for",

@@ -17,12 +17,15 @@ import time
 import weakref
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
 from codemonkeys.config import BudgetSettings, ModelSettings
 from codemonkeys.jsonfiles import append_jsonl, atomic_write_text
+
+if TYPE_CHECKING:
+    from codemonkeys.window import Window
 
 Message = dict[str, Any]
 Messages = list[Message]
@@ -69,7 +72,10 @@ class StageTotals(Spend):
 
 
 class ChatModel(Protocol):
-    """What a conversation needs of a model: `BoundModel` in a run, a scripted stand-in in unit tests."""
+    """What a conversation needs of a model: `BoundModel` in a run, a scripted stand-in in unit tests.
+    `window` is what its prompts must fit (None: no limit known)."""
+
+    window: Window | None
 
     async def ask(self, messages: Messages) -> str: ...
 
@@ -101,7 +107,7 @@ class _GarbageResponse(Exception):
 
 
 @functools.cache
-def _litellm() -> ModuleType:
+def litellm_module() -> ModuleType:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
@@ -138,7 +144,7 @@ def check_provider_key(model: str, api_base: str | None) -> str | None:
     """One clear line when the provider's key is missing, so a run fails at start rather than at its first call."""
     if api_base:
         return None
-    env = _litellm().validate_environment(model)
+    env = litellm_module().validate_environment(model)
     missing = env.get("missing_keys") or []
     if env.get("keys_in_environment") or not missing:
         return None
@@ -167,14 +173,14 @@ def _retryable(exc: Exception) -> bool:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return status in _RETRY_STATUS or status >= 500
-    litellm = _litellm()
+    litellm = litellm_module()
     return isinstance(exc, litellm.APIConnectionError | litellm.Timeout | TimeoutError | ConnectionError)
 
 
 def _refused(exc: Exception) -> bool:
     """A 4xx about the request itself; auth, permission and unknown-model errors are the setup's fault and
     stop the run instead (fixed, a rerun resumes)."""
-    if isinstance(exc, _litellm().ContextWindowExceededError):
+    if isinstance(exc, litellm_module().ContextWindowExceededError):
         return True
     return getattr(exc, "status_code", None) in _REFUSED_STATUS
 
@@ -217,7 +223,7 @@ def _usage(response: Any) -> tuple[int, int, int]:
     )
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
     return str(content or "")
@@ -244,7 +250,14 @@ class ModelClient:
     def bind(
         self, *, model: str, instance: str, stage: str, record: Path | None = None, cache_prefix: int = 0
     ) -> BoundModel:
-        return BoundModel(self, model=model, instance=instance, stage=stage, record=record, cache_prefix=cache_prefix)
+        bound = BoundModel(self, model=model, instance=instance, stage=stage, record=record, cache_prefix=cache_prefix)
+        bound.window = self.window(model)
+        return bound
+
+    def window(self, model: str) -> Window:
+        from codemonkeys.window import Window  # the window module counts tokens with this module's litellm
+
+        return Window.of(model, self.settings)
 
     def spent(self, instance: str | None = None) -> float:
         self._refresh()
@@ -263,7 +276,7 @@ class ModelClient:
     async def complete(
         self, messages: Messages, *, model: str, instance: str, stage: str, cache_prefix: int = 0
     ) -> str:
-        litellm = _litellm()
+        litellm = litellm_module()
         request = self._request(model, mark_cache_prefix(messages, model, cache_prefix), stage)
         started = time.monotonic()
         attempts = 0
@@ -367,12 +380,12 @@ class ModelClient:
 
     def _input_cost(self, model: str, messages: Messages) -> float:
         """The call's input cost, estimated at four characters a token before any tokenizer runs."""
-        tokens = sum(len(_content_text(m.get("content"))) for m in messages) // 4
+        tokens = sum(len(content_text(m.get("content"))) for m in messages) // 4
         price = self.settings.prices.get(model)
         if price is not None:
             return tokens * price[0] / 1_000_000
         try:
-            prompt_cost, _ = _litellm().cost_per_token(model=model, prompt_tokens=tokens, completion_tokens=0)
+            prompt_cost, _ = litellm_module().cost_per_token(model=model, prompt_tokens=tokens, completion_tokens=0)
             return float(prompt_cost or 0.0)
         except Exception:
             return 0.0
@@ -382,7 +395,7 @@ class ModelClient:
         if price is not None:
             return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
         try:
-            return float(_litellm().completion_cost(completion_response=response, model=model) or 0.0)
+            return float(litellm_module().completion_cost(completion_response=response, model=model) or 0.0)
         except Exception:
             return 0.0
 
@@ -476,6 +489,7 @@ class BoundModel:
         self.stage = stage
         self.cache_prefix = cache_prefix
         self.calls = RecordedCalls(record) if record is not None else None
+        self.window: Window | None = None
 
     async def ask(self, messages: Messages) -> str:
         if self.calls is not None and (replayed := self.calls.replay()) is not None:

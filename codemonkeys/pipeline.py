@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from codemonkeys.config import Settings
+from codemonkeys.config import ContextSettings, Settings
 from codemonkeys.context import build_context
 from codemonkeys.context.models import ContextResult
 from codemonkeys.llm import BoundModel, BudgetExceeded, ModelClient, RunStopped
 from codemonkeys.problem import Problem
-from codemonkeys.repo_files import CHARS_PER_TOKEN, OriginalFiles
+from codemonkeys.repo_files import OriginalFiles
 from codemonkeys.report import write_report
 from codemonkeys.result import SolveResult
 from codemonkeys.sandbox.base import SandboxError, SandboxProvider
@@ -31,8 +31,12 @@ from codemonkeys.trajectories.models import Candidate, EditingResult, SelectionR
 from codemonkeys.trajectories.selection import run_selection
 from codemonkeys.trajectories.testing import run_testing
 from codemonkeys.voting import collect_candidates, distinct_scripts, vote
+from codemonkeys.window import CHARS_PER_TOKEN, estimate
 
 log = logging.getLogger("codemonkeys.pipeline")
+
+EDITING_OPENING_TOKENS = 3_000  # the editing prompts' own text and the seeded script, without files or output
+MIN_CONTEXT_TOKENS = 1_000
 
 
 class StageFailed(Exception):
@@ -86,7 +90,8 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
 
 async def _run(job: _Job) -> SolveResult:
     s = job.settings
-    context = await build_context(job.problem, job.client, s.models, s.context, job.inst, job.originals, job.clock)
+    packing = _context_settings(job)
+    context = await build_context(job.problem, job.client, s.models, packing, job.inst, job.originals, job.clock)
     try:
         provider = await make_provider(s.sandbox, job.problem, run_label=job.store.root.name)
     except SandboxError as exc:
@@ -97,6 +102,25 @@ async def _run(job: _Job) -> SolveResult:
         return await _generate_and_choose(job, context, provider)
     finally:
         await provider.aclose()
+
+
+def _context_settings(job: _Job) -> ContextSettings:
+    """The packed files go into every editing conversation's opening, so they get at most what the smallest
+    window among the trajectories' models leaves after the rest of that opening (issue, rules, the script's
+    output) and room for the turns."""
+    s = job.settings
+    window = min((job.client.window(m) for m in s.models.names), key=lambda w: w.opening)
+    rest = estimate(job.problem.issue) + EDITING_OPENING_TOKENS + s.sandbox.output_limit // CHARS_PER_TOKEN
+    budget = max(min(s.context.context_tokens, window.opening - rest), MIN_CONTEXT_TOKENS)
+    if budget < s.context.context_tokens:
+        log.info(
+            "context: packing %d tokens, not %d, so editing fits the %d-token window of %s",
+            budget,
+            s.context.context_tokens,
+            window.limit,
+            window.model,
+        )
+    return s.context.model_copy(update={"context_tokens": budget})
 
 
 async def _generate_and_choose(job: _Job, context: ContextResult, provider: SandboxProvider) -> SolveResult:
@@ -119,7 +143,7 @@ async def _generate_and_choose(job: _Job, context: ContextResult, provider: Sand
     top = [next(c for c in candidates if c.id == cid) for cid in votes.top]
     log.info("voting: top %s with votes %s", [c.id for c in top], [votes.votes[c.id] for c in top])
     with job.clock(Stage.SELECTION):
-        selection = await _select(job, context, provider, top)
+        selection = await _select(job, provider, top)
     if selection.error:
         job.ended_early.append(f"selection: {selection.error} (the top-voted candidate was taken)")
     chosen = next(c for c in top if c.id == selection.chosen_candidate)
@@ -184,9 +208,7 @@ async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider
     return results
 
 
-async def _select(
-    job: _Job, context: ContextResult, provider: SandboxProvider, top: list[Candidate]
-) -> SelectionResult:
+async def _select(job: _Job, provider: SandboxProvider, top: list[Candidate]) -> SelectionResult:
     """One candidate needs no selection. Only a finished selection is saved: a stopped or crashed one is
     redone by a rerun (its finished calls replayed)."""
     record = job.inst.selection
@@ -201,14 +223,12 @@ async def _select(
         async with await provider.open("selection") as sandbox:
             selection = await run_selection(
                 job.problem,
-                context,
                 top,
                 job.originals,
                 bound,
                 sandbox,
                 s.generation,
                 s.sandbox,
-                s.context.max_file_tokens * CHARS_PER_TOKEN,
             )
     except RunStopped:
         raise

@@ -170,6 +170,22 @@ def outline(path: str, text: str) -> str | None:
     return "\n".join(entries)
 
 
+def definition_spans(path: str, text: str) -> list[tuple[int, int]]:
+    """(first line, last line), 1-based, of every class, function and method; [] without a grammar."""
+    language = language_for(path)
+    if language is None:
+        return []
+    definitions = _DEFINITIONS[language]
+    spans = []
+    stack = [_parse(language, text)]
+    while stack:
+        node = stack.pop()
+        if node.type in definitions and _is_definition(node):
+            spans.append((node.start_point.row + 1, node.end_point.row + 1))
+        stack.extend(node.children)
+    return spans
+
+
 def _is_definition(node: Node) -> bool:
     """C/C++ specifiers are also mere type uses (`struct point p;`); only those with a body define."""
     return not node.type.endswith("_specifier") or node.child_by_field_name("body") is not None

@@ -7,13 +7,15 @@ import copy
 from collections.abc import Callable
 
 from codemonkeys.llm import Messages
+from codemonkeys.window import Window
 
 
 class ScriptedModel:
     """`respond(messages)` writes each answer (or raises, like a stopped run); every call's messages are kept."""
 
-    def __init__(self, respond: Callable[[Messages], str]) -> None:
+    def __init__(self, respond: Callable[[Messages], str], window: Window | None = None) -> None:
         self.respond = respond
+        self.window = window
         self.calls: list[Messages] = []
 
     async def ask(self, messages: Messages) -> str:

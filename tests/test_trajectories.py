@@ -133,7 +133,7 @@ async def drive_editing(
 
 async def drive_selection(problem, context, candidates, originals, model, sandbox, turns: int = 8, **gen_kw: Any):
     generation = gen(selection_iterations=turns, **gen_kw)
-    return await run_selection(problem, context, candidates, originals, model, sandbox, generation, box(), 200_000)
+    return await run_selection(problem, candidates, originals, model, sandbox, generation, box())
 
 
 # ---------------------------------------------------------------- testing

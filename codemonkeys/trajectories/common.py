@@ -63,6 +63,6 @@ async def keep_on_crash(work: Awaitable[None], result: HasError, what: str) -> N
         log.warning("%s failed: %s", what, result.error)
 
 
-def file_block(path: str, text: str, outline: bool = False) -> str:
-    marker = ' outline="true"' if outline else ""
-    return f'<file path="{path}"{marker}>\n{text.rstrip()}\n</file>'
+def file_block(path: str, text: str, marker: str = "") -> str:
+    """`marker` says when the text is not the whole file: `outline="true"`, `regions="true"`."""
+    return f'<file path="{path}"{" " + marker if marker else ""}>\n{text.rstrip()}\n</file>'

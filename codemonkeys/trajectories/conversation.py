@@ -16,6 +16,7 @@ from codemonkeys.llm import ChatModel, Message, Messages
 from codemonkeys.prompts import render
 from codemonkeys.trajectories.models import Turn
 from codemonkeys.trajectories.tags import Answer, Kind, describe, parse_answer
+from codemonkeys.window import fit
 
 log = logging.getLogger("codemonkeys.trajectories")
 
@@ -58,6 +59,7 @@ class Conversation:
         self.model, self.turns, self.options = model, turns, options
         self.max_turns, self.max_invalid, self.last_turn = max_turns, max_invalid, last_turn
         self.messages: Messages = []
+        self.shorter: dict[int, str] = {}
 
     def line(self, turn: int) -> str:
         return turn_line(turn, self.max_turns, self.last_turn)
@@ -71,7 +73,9 @@ class Conversation:
         self.messages = list(opening)
         invalid = 0
         for call in range(1, self.max_turns + 1):
-            reply = await self.model.ask(self.messages)
+            window = self.model.window
+            sent = self.messages if window is None else fit(self.messages, window, self.shorter.get)
+            reply = await self.model.ask(sent)
             self.messages.append(assistant(reply))
             kinds = list(allowed() if allowed else handlers)
             line = self.line(call + 1)
@@ -81,6 +85,7 @@ class Conversation:
                 following = await handlers[answer.kind](answer, turn, line)
             except AnswerFormatError as exc:
                 self.turns.append(Turn(call=call, kind="invalid", error=str(exc)))
+                self._shorten(f"(turn {call}: an answer that could not be used)", "(the answer format, repeated)")
                 invalid += 1
                 if invalid >= self.max_invalid:
                     log.info("trajectory ends: %d unusable answers in a row", invalid)
@@ -92,8 +97,23 @@ class Conversation:
             if following is None:
                 return
             self.messages.append(user(following))
+            self._shorten(f"(turn {call}: my {describe(turn.kind)} answer)", _summary(turn))
+
+    def _shorten(self, answer: str, feedback: str) -> None:
+        """Short forms of the newest exchange, sent in its place once the conversation outgrows the window."""
+        self.shorter[len(self.messages) - 2] = f"{answer} [shortened to fit the context window]"
+        self.shorter[len(self.messages) - 1] = f"{feedback} [shortened to fit the context window]"
 
     def _format_fix(self, problem: str, line: str, kinds: Collection[Kind]) -> str:
         choices = [f"{describe(k)} ({self.options[k]})" for k in kinds]
         options = choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
         return render("format_fix", problem=problem, turn_line=line, options=options)
+
+
+def _summary(turn: Turn) -> str:
+    """What a feedback message said, down to its exit codes."""
+    runs = [(name, run) for name, run in (("original code", turn.original), ("edited code", turn.edited)) if run]
+    runs += [(f"candidate {i}", run) for i, run in enumerate(turn.candidates)]
+    said = "; ".join(f"on the {name}: {run.outcome} (exit {run.exit_code})" for name, run in runs)
+    problem = f"not accepted: {turn.error.splitlines()[0]}" if turn.error else ""
+    return f"(turn {turn.call} feedback: " + ("; ".join(x for x in (problem, said) if x) or "nothing ran") + ")"

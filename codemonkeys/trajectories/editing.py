@@ -36,7 +36,7 @@ def system_prompt(problem: Problem, context: ContextResult, box: SandboxSettings
         "editing_system",
         role=render("system_role").strip(),
         issue=problem.issue.strip(),
-        files="\n\n".join(file_block(f.path, f.text, f.outline) for f in context.files),
+        files="\n\n".join(file_block(f.path, f.text, 'outline="true"' if f.outline else "") for f in context.files),
         test_rules=script_rules(box.test_timeout),
     )
 

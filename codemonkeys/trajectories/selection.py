@@ -8,33 +8,32 @@ from collections.abc import Callable
 
 from codemonkeys.answers import AnswerFormatError
 from codemonkeys.config import GenerationSettings, SandboxSettings
-from codemonkeys.context.models import ContextResult
 from codemonkeys.llm import ChatModel, RequestRefused
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
+from codemonkeys.regions import regions, show_regions
 from codemonkeys.sandbox.base import ExecResult, Outcome, Sandbox, truncate_middle
 from codemonkeys.trajectories.common import file_block, script_rules, show_run
 from codemonkeys.trajectories.conversation import Conversation, system, user
 from codemonkeys.trajectories.models import Candidate, ScriptRun, SelectionResult, Turn
 from codemonkeys.trajectories.tags import Answer, Kind
+from codemonkeys.window import CHARS_PER_TOKEN, estimate
 
 LAST_TURN = "answer with <chosen_candidate_fix_id> now, since a new test would not run"
 
 
 async def run_selection(
     problem: Problem,
-    context: ContextResult,
     candidates: list[Candidate],
     originals: Callable[[str], str | None],
     model: ChatModel,
     sandbox: Sandbox,
     generation: GenerationSettings,
     box: SandboxSettings,
-    max_file_chars: int,
 ) -> SelectionResult:
     """`chosen_candidate` is a Candidate.id. Raises RunStopped and crashes: only a model that ran out of turns,
-    kept answering badly, or had its request refused (`error` says so) gives a final fallback. A touched file over `max_file_chars` is shown as the
-    context showed it."""
+    kept answering badly, or had its request refused (`error` says so) gives a final fallback. The touched files are shown whole while
+    the model's window allows, else as the regions the candidates change."""
     if not candidates:
         raise ValueError("selection needs at least one candidate")
     top = candidates[0].id
@@ -67,40 +66,53 @@ async def run_selection(
         result.chosen_candidate, result.fallback = candidates[position].id, False
 
     example = next((s for s in candidates[0].scripts if s), "")
-    first = render(
-        "selection_first",
-        turn_line=talk.line(1),
-        count=len(candidates),
-        issue=problem.issue.strip(),
-        files=_files(candidates, context, originals, max_file_chars),
-        candidates="\n\n".join(
-            f"<candidate_fix candidate_id={i}>\n{c.patch.rstrip()}\n</candidate_fix>" for i, c in enumerate(candidates)
-        ),
-        test_rules=script_rules(box.test_timeout),
-        example=example.rstrip() or "(no example script is available)",
-        last_id=last_id,
-    )
+
+    def first(files: str) -> str:
+        return render(
+            "selection_first",
+            turn_line=talk.line(1),
+            count=len(candidates),
+            issue=problem.issue.strip(),
+            files=files,
+            candidates="\n\n".join(
+                f"<candidate_fix candidate_id={i}>\n{c.patch.rstrip()}\n</candidate_fix>"
+                for i, c in enumerate(candidates)
+            ),
+            test_rules=script_rules(box.test_timeout),
+            example=example.rstrip() or "(no example script is available)",
+            last_id=last_id,
+        )
+
+    window = model.window
+    count = window.count if window else estimate
+    budget = window.opening - count(first("")) if window else None
+    opening = first(_files(candidates, originals, budget, count))
     try:
-        await talk.run([system(render("system_role")), user(first)], {"test": test, "choose": choose})
+        await talk.run([system(render("system_role")), user(opening)], {"test": test, "choose": choose})
     except RequestRefused as exc:
         result.error = str(exc)
     return result
 
 
 def _files(
-    candidates: list[Candidate], context: ContextResult, originals: Callable[[str], str | None], limit: int
+    candidates: list[Candidate], originals: Callable[[str], str | None], budget: int | None, count: Callable[[str], int]
 ) -> str:
-    """Original text of every touched file; one too large to show whole is shown as context had it."""
-    shown = {f.path: f for f in context.files}
+    """The original of every touched file: whole while each fits its share of the budget, else the regions
+    the candidates change (widened to their functions), cut in the middle only if even those do not fit."""
+    texts = {p: t for p in dict.fromkeys(p for c in candidates for p in c.paths) if (t := originals(p)) is not None}
     blocks = []
-    for path in dict.fromkeys(p for c in candidates for p in c.paths):
-        text = originals(path)
-        if text is None:
-            continue
-        if len(text) > limit and path in shown:
-            blocks.append(file_block(path, shown[path].text, shown[path].outline))
-        else:
-            blocks.append(file_block(path, truncate_middle(text, limit)))
+    left = budget
+    for i, (path, text) in enumerate(texts.items()):
+        share = None if left is None else max(left // (len(texts) - i), 0)
+        shown, marker = text, ""
+        if share is not None and count(text) > share:
+            spans = regions(path, text, [c.patch for c in candidates if path in c.paths])
+            shown, marker = show_regions(text, spans), 'regions="true"'
+            if count(shown) > share:
+                shown = truncate_middle(shown, share * CHARS_PER_TOKEN)
+        if left is not None:
+            left -= count(shown)
+        blocks.append(file_block(path, shown, marker))
     return "\n\n".join(blocks) or "(the candidates only add new files)"
 
 

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Builds the root filesystem of the offline base image (codemonkeys/base): Debian minbase + Python + git,
-# a non-root user `cm` (uid 1000) and a virtualenv /opt/venv owned by it (first on PATH, so `python` and
-# `pip install -e .` work for that user). No image registry is involved: packages come from the Debian mirror.
+# a C compiler with the Python headers (C extensions build in place, `setup.py build_ext --inplace`, even
+# when the setup has no network), a non-root user `cm` (uid 1000) and a virtualenv /opt/venv owned by it
+# (first on PATH, so `python` and `pip install -e .` work for that user). No image registry is involved:
+# packages come from the Debian mirror. Any change to this file makes a new base image (images.py labels
+# the image with a hash of its recipe and rebuilds one whose label differs).
 #
 # usage: make-rootfs.sh ROOT SUITE MIRROR [CACHE_DIR]     (as root; about one minute)
 # codemonkeys.sandbox.images runs it and then imports ROOT with `docker import` (see images.py for the config).
@@ -12,7 +15,7 @@ suite=$2
 mirror=$3
 cache=${4:-}
 
-packages=python3,python3-venv,git,ca-certificates,procps,iproute2
+packages=python3,python3-venv,python3-dev,gcc,libc6-dev,git,ca-certificates,procps,iproute2
 user=cm
 uid=1000
 
