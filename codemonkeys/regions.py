@@ -10,18 +10,33 @@ from codemonkeys.syntax import definition_spans
 CONTEXT_LINES = 10
 MAX_DEFINITION_LINES = 200
 
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.MULTILINE)
+_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
 
 
 def hunk_lines(patch: str, path: str) -> list[tuple[int, int]]:
-    """(first, last) lines of the ORIGINAL file that each hunk of `patch` for `path` replaces."""
+    """(first, last) lines of the ORIGINAL file that each hunk of `patch` for `path` changes, its context
+    lines left out (an addition counts as the line it goes before)."""
     section = re.search(rf"^diff --git a/{re.escape(path)} b/.*?(?=^diff --git |\Z)", patch, re.MULTILINE | re.DOTALL)
     if section is None:
         return []
     spans = []
-    for match in _HUNK.finditer(section.group(0)):
-        start, length = int(match.group(1)), int(match.group(2) or 1)
-        spans.append((max(start, 1), max(start + length - 1, start)))
+    for hunk in re.split(r"^(?=@@ )", section.group(0), flags=re.MULTILINE)[1:]:
+        header = _HUNK.match(hunk)
+        if header is None:
+            continue
+        line, changed, removed = int(header.group(1)), [], False
+        for text in hunk.splitlines()[1:]:
+            if text.startswith("+"):
+                changed.append(line - 1 if removed else max(line, 1))
+                continue
+            removed = text.startswith("-")
+            if removed:
+                changed.append(line)
+            elif text.startswith("\\"):
+                continue
+            line += 1
+        if changed:
+            spans.append((min(changed), max(changed)))
     return spans
 
 

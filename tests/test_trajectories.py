@@ -15,15 +15,16 @@ import pytest
 from codemonkeys.config import GenerationSettings, SandboxSettings
 from codemonkeys.context.models import ContextFile, ContextResult
 from codemonkeys.edits import apply_edits, make_diff, parse_edit_blocks
-from codemonkeys.llm import BudgetExceeded, ModelCallError
+from codemonkeys.llm import BudgetExceeded, ModelCallError, RequestRefused
 from codemonkeys.problem import Problem
 from codemonkeys.repo_files import OriginalFiles
 from codemonkeys.sandbox.base import Sandbox, SandboxError, SandboxSpec
 from codemonkeys.sandbox.local import LocalProvider
 from codemonkeys.trajectories.editing import run_editing
 from codemonkeys.trajectories.models import Candidate, TestingResult
-from codemonkeys.trajectories.selection import run_selection
+from codemonkeys.trajectories.selection import _files, run_selection
 from codemonkeys.trajectories.testing import run_testing
+from codemonkeys.window import estimate
 from tests.e2e.toy_repo import (
     ISSUE,
     RIGHT_FIX,
@@ -437,3 +438,20 @@ async def test_selection_stops_and_crashes_propagate(problem, context, candidate
     model = scripted(f"<test>{RIGHT_TEST}</test>")
     with pytest.raises(SandboxError, match=r"closed"):
         await drive_selection(problem, context, candidates, originals, model, sandbox)
+
+
+async def test_a_refused_selection_request_is_a_final_fallback_that_says_why(
+    problem, context, candidates, originals, sandbox
+) -> None:
+    model = raising(RequestRefused("openai/x refused the request: context length exceeded"))
+    result = await drive_selection(problem, context, candidates, originals, model, sandbox)
+    assert (result.chosen_candidate, result.fallback) == (4, True)
+    assert result.error is not None and "context length exceeded" in result.error
+
+
+def test_selection_shows_the_touched_regions_of_files_too_large_for_its_budget(candidates, originals) -> None:
+    whole = _files(candidates, originals, None, estimate)
+    assert f'<file path="calc/stats.py">\n{STATS.rstrip()}\n</file>' in whole
+    cut = _files(candidates, originals, 40, estimate)
+    assert '<file path="calc/stats.py" regions="true">' in cut
+    assert "def median(values):" in cut and "def mean(values):" not in cut

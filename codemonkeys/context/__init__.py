@@ -83,6 +83,12 @@ async def build_context(
             notes.append("every ranking was dropped: the relevant files are packed in path order")
             log.warning("context: every ranking was dropped, packing the relevant files in path order")
     packed = pack(ranked, by_path, settings.context_tokens, settings.max_file_tokens)
+    left_out = [path for path in ranked if path not in {f.path for f in packed}]
+    if left_out:
+        notes.append(
+            f"{len(left_out)} ranked file(s) did not fit the {settings.context_tokens}-token context budget: "
+            + ", ".join(left_out)
+        )
     result = ContextResult(
         files=packed, ranked=ranked, rankings=rankings, relevance=verdicts, skipped=skipped, notes=notes
     )

@@ -1,9 +1,11 @@
 """Container images without a registry: the offline base image, and per-problem repo images built once.
 
 Base image: `sandboxes/base/make-rootfs.sh` (debootstrap from the mirror this machine's apt uses) →
-`tar | docker import` with the config below. Repo image: base + the repository at its commit as a fresh
-git repo whose single commit is the pristine state + the optional setup command, committed once and
-reused by every trajectory and every later run (the tag is derived from repo, commit, setup and base).
+`tar | docker import` with the config below, labelled with a hash of that recipe: an image built from an
+older recipe is rebuilt (where this process can build it) instead of used. Repo image: base + the
+repository at its commit as a fresh git repo whose single commit is the pristine state + the optional
+setup command, committed once and reused by every trajectory and every later run (the tag is derived
+from repo, commit, setup and base).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ BASE_CHANGES = [
     'CMD ["/bin/bash"]',
     f"LABEL {engine.LABEL}=1 {engine.KIND_LABEL}=base {WORKDIR_LABEL}={REPO_WORKDIR}",
 ]
+RECIPE_LABEL = "codemonkeys.recipe"
 GIT_IDENTITY = ["-c", "user.name=codemonkeys", "-c", "user.email=codemonkeys@localhost", "-c", "commit.gpgsign=false"]
 
 Progress = Callable[[str], None]
@@ -94,6 +97,27 @@ def apt_mirror(etc: Path = Path("/etc/apt")) -> str:
             if len(words) >= 3 and words[0] == "deb" and _main_suite(words[2]):
                 return words[1]
     raise ImageError(f"no Debian mirror found in {etc}/sources.list.d/*.sources or {etc}/sources.list")
+
+
+def base_recipe() -> str:
+    """A hash of what the base image is built from (the rootfs script and the import config): a changed
+    recipe is a new image, so a machine that has the old one rebuilds it."""
+    digest = hashlib.sha256((recipes_dir() / "base" / "make-rootfs.sh").read_bytes())
+    digest.update("\0".join(BASE_CHANGES).encode())
+    return digest.hexdigest()[:16]
+
+
+def base_is_current(client: docker.DockerClient, name: str = BASE_IMAGE) -> bool:
+    """Present and built from this recipe."""
+    try:
+        labels = client.images.get(name).labels or {}
+    except docker.errors.ImageNotFound:
+        return False
+    return labels.get(RECIPE_LABEL) == base_recipe()
+
+
+def can_build_base() -> bool:
+    return os.geteuid() == 0 and shutil.which("debootstrap") is not None
 
 
 def image_exists(client: docker.DockerClient, name: str) -> bool:
@@ -169,7 +193,8 @@ def build_base_image(
         assert tar.stdout is not None
         chunks = iter(lambda: tar.stdout.read(1 << 20), b"")  # type: ignore[union-attr]
         try:
-            client.api.import_image(src=chunks, repository=repository, tag=tag, changes=BASE_CHANGES, stream_src=True)
+            changes = [*BASE_CHANGES, f"LABEL {RECIPE_LABEL}={base_recipe()}"]
+            client.api.import_image(src=chunks, repository=repository, tag=tag, changes=changes, stream_src=True)
         except docker.errors.APIError as exc:
             raise ImageError(f"docker import failed: {engine.describe_exc(exc)}") from None
         finally:
@@ -182,13 +207,24 @@ def build_base_image(
 
 
 def ensure_image(client: docker.DockerClient, name: str, progress: Progress = _quiet) -> None:
-    """Present already, or built (our base image), or pulled where a registry answers."""
-    if image_exists(client, name):
-        return
+    """Present already, or built (our base image), or pulled where a registry answers.
+
+    Our base image is rebuilt when it was built from an older recipe; where it cannot be (not root, no
+    debootstrap) the old one is used, with a note saying how to rebuild it."""
     if name == BASE_IMAGE:
+        if base_is_current(client, name):
+            return
+        if image_exists(client, name) and not can_build_base():
+            progress(
+                f"{name} was built from an older recipe: rebuild it as root with `codemonkeys sandbox build --force`"
+            )
+            return
         with build_lock(name):
-            if not image_exists(client, name):
+            if not base_is_current(client, name):
+                progress(f"building {name}: missing or built from an older recipe")
                 build_base_image(client, name, progress=progress)
+        return
+    if image_exists(client, name):
         return
     progress(f"pulling {name}")
     try:
