@@ -79,8 +79,8 @@ def build(
     client = _connect()
     try:
         if repo is None:
-            if images.image_exists(client, name) and not force:
-                typer.echo(f"{name} exists (use --force to rebuild)")
+            if images.base_is_current(client, name) and not force:
+                typer.echo(f"{name} exists and is built from the current recipe (use --force to rebuild)")
                 return
             typer.echo(f"building {name} (debootstrap {suite}, about a minute)")
             with images.build_lock(name):

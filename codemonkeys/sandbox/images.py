@@ -44,6 +44,7 @@ BASE_CHANGES = [
     f"LABEL {engine.LABEL}=1 {engine.KIND_LABEL}=base {WORKDIR_LABEL}={REPO_WORKDIR}",
 ]
 RECIPE_LABEL = "codemonkeys.recipe"
+REPO_RECIPE = "2: the tree after setup is committed"  # change it when the repo image's build steps change
 GIT_IDENTITY = ["-c", "user.name=codemonkeys", "-c", "user.email=codemonkeys@localhost", "-c", "commit.gpgsign=false"]
 
 Progress = Callable[[str], None]
@@ -240,9 +241,9 @@ def _slug(text: str) -> str:
 
 
 def repo_image_tag(client: docker.DockerClient, repo_path: Path, commit: str, setup: str | None, base: str) -> str:
-    """Same repo, commit, setup and base image (by id, so a rebuilt base counts as new) → same tag."""
+    """Same repo, commit, setup, base image (by id, so a rebuilt base counts as new) and recipe → same tag."""
     base_id = client.images.get(base).id
-    digest = hashlib.sha256(f"{base_id}\0{setup or ''}".encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{REPO_RECIPE}\0{base_id}\0{setup or ''}".encode()).hexdigest()[:10]
     return f"codemonkeys/repo-{_slug(repo_path.name)}:{commit[:12]}-{digest}"
 
 
@@ -357,7 +358,9 @@ def build_repo_image(
             ("git config user.name codemonkeys && git config user.email codemonkeys@localhost", ""),
         ]
         if setup:
-            steps.append((setup, ""))
+            # What setup built (ignored files too) is committed: a reset restores it, a diff leaves it out.
+            after = f"{git} add -A -f && {git} commit -q --no-verify --allow-empty -m 'after setup'"
+            steps += [(setup, ""), (after, "")]
         labels = {
             engine.LABEL: "1",
             engine.KIND_LABEL: "repo",

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Builds the offline base image of the docker sandbox unless it exists already (cached between CI runs when
-# the engine's storage is). Needs root, debootstrap and a running engine (scripts/ci/start-dockerd.sh).
+# Builds the offline base image of the docker sandbox unless it exists already, built from the current recipe
+# (cached between CI runs when the engine's storage is). Needs root, debootstrap and a running engine (scripts/ci/start-dockerd.sh).
 # usage: scripts/ci/build-base-image.sh [IMAGE]     (PYTHON selects the interpreter, default: python3)
 set -eu
 
@@ -8,8 +8,10 @@ image=${1:-codemonkeys/base:py3.11}
 python=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 
-if docker image inspect "$image" >/dev/null 2>&1; then
-    echo "$image exists"
+cd "$here"
+if "$python" -c "import sys; from codemonkeys.sandbox import engine, images
+sys.exit(0 if images.base_is_current(engine.connect(), sys.argv[1]) else 1)" "$image" 2>/dev/null; then
+    echo "$image exists and is built from the current recipe"
     exit 0
 fi
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -17,5 +19,4 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
 fi
-cd "$here"
 exec "$python" -m codemonkeys.cli_sandbox build --name "$image"
