@@ -34,20 +34,15 @@ from pathlib import Path
 
 import pytest
 
+from codemonkeys.sandbox.base import Outcome, Sandbox
+from tests.docker.conftest import GIT_ENV
+
 SCM_SDIST = ("pluggy", "1.5.0")
 EXT_SDIST = ("markupsafe", "2.1.5")
 BUILD_TOOLS = ("setuptools==75.8.2", "setuptools_scm==8.1.0", "wheel==0.45.1")
 # setuptools_scm and its one dependency the base image's venv lacks (its setuptools 66 is recent enough).
 WHEELS = ("setuptools_scm==8.1.0", "packaging==24.2")
 WHEELHOUSE = ".test-wheelhouse"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+00:00",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+00:00",
-}
 PATCH_LINE = "# patched by the build-outputs test"
 
 SCM_SCRIPT = """\
@@ -276,3 +271,55 @@ def ext_repo(cache: Path) -> BuildRepo:
 
 
 BUILDERS = {"pluggy": scm_repo, "markupsafe": ext_repo}
+
+
+async def generated_present(sandbox: Sandbox, repo: BuildRepo) -> bool:
+    return (await sandbox.run(f"ls {repo.generated}", 30)).exit_code == 0
+
+
+async def check_outputs_survive_resets(sandbox: Sandbox, repo: BuildRepo, resets: int, timeout: float) -> None:
+    """The script passes from the start; after each round of stray files, a nested directory and a broken
+    tracked file, a reset leaves only what setup built, the script passes again and the diff is empty."""
+    original = (repo.path / repo.source).read_text()
+    first = await sandbox.run_on("", repo.script, timeout)
+    assert first.exit_code == 0, first.output
+    assert first.outcome is Outcome.FIXED
+    assert await generated_present(sandbox, repo)
+    assert await sandbox.diff() == ""
+    for attempt in range(resets):
+        dirty = await sandbox.run(
+            f"echo stray > stray-{attempt}.txt && mkdir -p junk/deep && echo x > junk/deep/file"
+            f" && echo 'raise SystemExit(3)' >> {repo.source}",
+            30,
+        )
+        assert dirty.exit_code == 0, dirty.output
+        assert "stray" in await sandbox.diff()
+        result = await sandbox.run_on("", repo.script, timeout)
+        assert result.exit_code == 0, result.output
+        assert await sandbox.read_file(f"stray-{attempt}.txt") is None
+        assert await sandbox.read_file("junk/deep/file") is None
+        assert (await sandbox.run("test -e junk", 30)).exit_code != 0
+        assert await sandbox.read_file(repo.source) == original
+        assert await generated_present(sandbox, repo)
+        assert await sandbox.diff() == ""
+
+
+async def check_patch_against_the_original(sandbox: Sandbox, repo: BuildRepo, timeout: float) -> None:
+    """A patch made against the original commit applies on the tree after setup, and the diff shows it alone."""
+    patched = await sandbox.run_on(repo.patch, repo.script, timeout)
+    assert patched.outcome is Outcome.FIXED, patched.output
+    assert (await sandbox.read_file(repo.source) or "").startswith(PATCH_LINE + "\n")
+    assert await generated_present(sandbox, repo)
+    await sandbox.reset()
+    assert await sandbox.diff() == ""
+    await sandbox.apply_patch(repo.patch)
+    diff = await sandbox.diff()
+    assert f"+{PATCH_LINE}" in diff
+    files = [line for line in diff.splitlines() if line.startswith("diff --git ")]
+    assert files == [f"diff --git a/{repo.source} b/{repo.source}"], diff
+    again = await sandbox.run_on(repo.patch, repo.script, timeout)
+    assert again.exit_code == 0, again.output
+    assert await sandbox.diff() == diff
+    clean = await sandbox.run_on("", repo.script, timeout)
+    assert clean.exit_code == 0, clean.output
+    assert await sandbox.diff() == ""

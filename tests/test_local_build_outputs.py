@@ -13,9 +13,17 @@ from pathlib import Path
 import pytest
 
 from codemonkeys.config import SandboxSettings
-from codemonkeys.sandbox.base import Outcome, Sandbox, SandboxSpec
+from codemonkeys.sandbox.base import Outcome, SandboxSpec
 from codemonkeys.sandbox.local import LocalProvider
-from tests.build_outputs import BUILDERS, PATCH_LINE, BuildRepo, build_venv, cache_dir
+from tests.build_outputs import (
+    BUILDERS,
+    BuildRepo,
+    build_venv,
+    cache_dir,
+    check_outputs_survive_resets,
+    check_patch_against_the_original,
+    generated_present,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -43,40 +51,15 @@ def provider_for(repo: BuildRepo, python: str, setup: str | None) -> LocalProvid
     return LocalProvider(SandboxSpec(repo_path=str(repo.path), commit=repo.commit, settings=settings))
 
 
-async def generated_present(sandbox: Sandbox, repo: BuildRepo) -> bool:
-    return (await sandbox.run(f"ls {repo.generated}", 30)).exit_code == 0
-
-
 async def test_setup_outputs_survive_every_reset(build_repo: BuildRepo, venv_python: str, tmp_path: Path) -> None:
     repo = build_repo
     runs = tmp_path / "setup-runs"
     setup = f"echo ran >> {shlex.quote(str(runs))} && {repo.local_setup(venv_python)}"
-    original = (repo.path / repo.source).read_text()
     provider = provider_for(repo, venv_python, setup)
     try:
         for name in ("first", "second"):
             async with await provider.open(name) as sandbox:
-                first = await sandbox.run_on("", repo.script, SCRIPT_TIMEOUT)
-                assert first.exit_code == 0, first.output
-                assert first.outcome is Outcome.FIXED
-                assert await generated_present(sandbox, repo)
-                assert await sandbox.diff() == ""
-                for attempt in range(RESETS):
-                    dirty = await sandbox.run(
-                        f"echo stray > stray-{attempt}.txt && mkdir -p junk/deep && echo x > junk/deep/file"
-                        f" && echo 'raise SystemExit(3)' >> {repo.source}",
-                        30,
-                    )
-                    assert dirty.exit_code == 0, dirty.output
-                    assert "stray" in await sandbox.diff()
-                    result = await sandbox.run_on("", repo.script, SCRIPT_TIMEOUT)
-                    assert result.exit_code == 0, result.output
-                    assert await sandbox.read_file(f"stray-{attempt}.txt") is None
-                    assert await sandbox.read_file("junk/deep/file") is None
-                    assert (await sandbox.run("test -e junk", 30)).exit_code != 0
-                    assert await sandbox.read_file(repo.source) == original
-                    assert await generated_present(sandbox, repo)
-                    assert await sandbox.diff() == ""
+                await check_outputs_survive_resets(sandbox, repo, RESETS, SCRIPT_TIMEOUT)
         assert runs.read_text() == "ran\n", "setup must run once per provider"
     finally:
         await provider.aclose()
@@ -104,23 +87,7 @@ async def test_patches_against_the_original_commit_apply_and_diff_shows_only_the
     provider = provider_for(repo, venv_python, repo.local_setup(venv_python))
     try:
         async with await provider.open("patch") as sandbox:
-            patched = await sandbox.run_on(repo.patch, repo.script, SCRIPT_TIMEOUT)
-            assert patched.outcome is Outcome.FIXED, patched.output
-            assert (await sandbox.read_file(repo.source) or "").startswith(PATCH_LINE + "\n")
-            assert await generated_present(sandbox, repo)
-            await sandbox.reset()
-            assert await sandbox.diff() == ""
-            await sandbox.apply_patch(repo.patch)
-            diff = await sandbox.diff()
-            assert f"+{PATCH_LINE}" in diff
-            files = [line for line in diff.splitlines() if line.startswith("diff --git ")]
-            assert files == [f"diff --git a/{repo.source} b/{repo.source}"], diff
-            again = await sandbox.run_on(repo.patch, repo.script, SCRIPT_TIMEOUT)
-            assert again.exit_code == 0, again.output
-            assert await sandbox.diff() == diff
-            clean = await sandbox.run_on("", repo.script, SCRIPT_TIMEOUT)
-            assert clean.exit_code == 0, clean.output
-            assert await sandbox.diff() == ""
+            await check_patch_against_the_original(sandbox, repo, SCRIPT_TIMEOUT)
     finally:
         await provider.aclose()
 

@@ -15,9 +15,16 @@ import pytest
 
 from codemonkeys.config import SandboxSettings
 from codemonkeys.sandbox import images
-from codemonkeys.sandbox.base import Outcome, Sandbox, SandboxSpec
+from codemonkeys.sandbox.base import Outcome, SandboxSpec
 from codemonkeys.sandbox.docker import DockerProvider
-from tests.build_outputs import BUILDERS, PATCH_LINE, BuildRepo, cache_dir
+from tests.build_outputs import (
+    BUILDERS,
+    BuildRepo,
+    cache_dir,
+    check_outputs_survive_resets,
+    check_patch_against_the_original,
+    generated_present,
+)
 from tests.docker.conftest import labelled
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -58,10 +65,6 @@ async def make_provider(
     assert labelled(docker_client, run_label) == []
 
 
-async def generated_present(sandbox: Sandbox, repo: BuildRepo) -> bool:
-    return (await sandbox.run(f"ls {repo.generated}", 30)).exit_code == 0
-
-
 def test_the_base_image_is_built_from_the_current_recipe(docker_client: docker.DockerClient, base_image: str) -> None:
     """An image from an older make-rootfs.sh (no compiler) is rebuilt, not used: its label is the recipe's hash."""
     assert images.base_is_current(docker_client, base_image)
@@ -71,33 +74,12 @@ def test_the_base_image_is_built_from_the_current_recipe(docker_client: docker.D
 
 async def test_setup_outputs_survive_every_reset(make_provider, build_repo: BuildRepo) -> None:
     repo = build_repo
-    original = (repo.path / repo.source).read_text()
     provider = make_provider(repo.docker_setup)
     for name in ("first", "second"):
         async with await provider.open(name) as sandbox:
             where = await sandbox.run("command -v python", 30)
             assert where.output.strip() == "/opt/venv/bin/python"
-            first = await sandbox.run_on("", repo.script, SCRIPT_TIMEOUT)
-            assert first.exit_code == 0, first.output
-            assert first.outcome is Outcome.FIXED
-            assert await generated_present(sandbox, repo)
-            assert await sandbox.diff() == ""
-            for attempt in range(RESETS):
-                dirty = await sandbox.run(
-                    f"echo stray > stray-{attempt}.txt && mkdir -p junk/deep && echo x > junk/deep/file"
-                    f" && echo 'raise SystemExit(3)' >> {repo.source}",
-                    30,
-                )
-                assert dirty.exit_code == 0, dirty.output
-                assert "stray" in await sandbox.diff()
-                result = await sandbox.run_on("", repo.script, SCRIPT_TIMEOUT)
-                assert result.exit_code == 0, result.output
-                assert await sandbox.read_file(f"stray-{attempt}.txt") is None
-                assert await sandbox.read_file("junk/deep/file") is None
-                assert (await sandbox.run("test -e junk", 30)).exit_code != 0
-                assert await sandbox.read_file(repo.source) == original
-                assert await generated_present(sandbox, repo)
-                assert await sandbox.diff() == ""
+            await check_outputs_survive_resets(sandbox, repo, RESETS, SCRIPT_TIMEOUT)
 
 
 async def test_patches_against_the_original_commit_apply_and_diff_shows_only_them(
@@ -105,23 +87,7 @@ async def test_patches_against_the_original_commit_apply_and_diff_shows_only_the
 ) -> None:
     repo = build_repo
     async with await make_provider(repo.docker_setup).open("patch") as sandbox:
-        patched = await sandbox.run_on(repo.patch, repo.script, SCRIPT_TIMEOUT)
-        assert patched.outcome is Outcome.FIXED, patched.output
-        assert (await sandbox.read_file(repo.source) or "").startswith(PATCH_LINE + "\n")
-        assert await generated_present(sandbox, repo)
-        await sandbox.reset()
-        assert await sandbox.diff() == ""
-        await sandbox.apply_patch(repo.patch)
-        diff = await sandbox.diff()
-        assert f"+{PATCH_LINE}" in diff
-        files = [line for line in diff.splitlines() if line.startswith("diff --git ")]
-        assert files == [f"diff --git a/{repo.source} b/{repo.source}"], diff
-        again = await sandbox.run_on(repo.patch, repo.script, SCRIPT_TIMEOUT)
-        assert again.exit_code == 0, again.output
-        assert await sandbox.diff() == diff
-        clean = await sandbox.run_on("", repo.script, SCRIPT_TIMEOUT)
-        assert clean.exit_code == 0, clean.output
-        assert await sandbox.diff() == ""
+        await check_patch_against_the_original(sandbox, repo, SCRIPT_TIMEOUT)
 
 
 async def test_a_reset_restores_a_deleted_build_output(make_provider, build_repo: BuildRepo) -> None:
