@@ -346,6 +346,24 @@ async def test_editing_without_a_script_makes_no_call(problem, context, original
     assert model.calls == []
 
 
+async def test_a_refused_request_ends_editing_with_the_best_edit_that_passed(
+    problem, context, originals, sandbox
+) -> None:
+    answers = iter([f"<edit>{RIGHT_FIX}</edit>", f"<edit>{WRONG_FIX}</edit>"])
+
+    def respond(messages):
+        answer = next(answers, None)
+        if answer is None:
+            raise RequestRefused("openai/x refused the request: context length exceeded")
+        return answer
+
+    result = await drive_editing(problem, context, RIGHT_TEST, originals, ScriptedModel(respond), sandbox, 6)
+    assert result.patch == diff_of(RIGHT_FIX, problem), "the later edit failed its script: the passing one stays"
+    assert result.edited is not None and result.edited.exit_code == 0
+    assert result.error is not None and "context length exceeded" in result.error
+    assert [t.kind for t in result.turns] == ["edit", "edit"]
+
+
 async def test_editing_stopped_run_propagates(problem, context, originals, sandbox) -> None:
     model = raising(BudgetExceeded("spent"))
     with pytest.raises(BudgetExceeded):

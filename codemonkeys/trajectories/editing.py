@@ -13,10 +13,10 @@ from collections.abc import Callable
 from codemonkeys.config import GenerationSettings, SandboxSettings
 from codemonkeys.context.models import ContextResult
 from codemonkeys.edits import EditFormatError, apply_edits, check_syntax_of, make_diff, parse_edit_blocks
-from codemonkeys.llm import ChatModel
+from codemonkeys.llm import ChatModel, RequestRefused
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
-from codemonkeys.sandbox.base import ExecResult, Sandbox
+from codemonkeys.sandbox.base import ExecResult, Outcome, Sandbox
 from codemonkeys.trajectories.common import file_block, keep_on_crash, script_rules, show_run
 from codemonkeys.trajectories.conversation import Conversation, system, user
 from codemonkeys.trajectories.models import EditingResult, ScriptRun, TestingResult, Turn
@@ -51,7 +51,8 @@ async def run_editing(
     generation: GenerationSettings,
     box: SandboxSettings,
 ) -> EditingResult:
-    """Raises only RunStopped (a rerun resumes it); without a script from testing it makes no call at all."""
+    """Raises only RunStopped (a rerun resumes it); without a script from testing it makes no call at all. A
+    refused request ends it with its best edit: the last one, unless only an earlier one passed its script."""
     result = EditingResult(index=testing.index, script=testing.script)
     if not testing.script:
         why = f" ({testing.error})" if testing.error else ""
@@ -59,6 +60,7 @@ async def run_editing(
         return result
     talk = Conversation(model, result.turns, OPTIONS, generation.iterations, generation.max_invalid_answers)
     on_original: dict[str, ExecResult] = {}
+    passed: list[EditingResult] = []  # the latest state whose edit passed its own script
 
     def show(where: str, run: ExecResult) -> str:
         return show_run(where, run, box.test_timeout, box.output_limit)
@@ -76,6 +78,8 @@ async def run_editing(
     async def run_edited(turn: Turn) -> ExecResult:
         run = await sandbox.run_on(result.patch or "", result.script or "", box.test_timeout)
         result.edited = turn.edited = ScriptRun.of(run)
+        if run.outcome is Outcome.FIXED:
+            passed[:] = [result.model_copy(deep=True)]
         return run
 
     def feedback(line: str, change: str, original: ExecResult, edited: ExecResult) -> str:
@@ -129,7 +133,14 @@ async def run_editing(
                 )
             ),
         ]
-        await talk.run(opening, {"edit": edit, "test": test, "done": done})
+        try:
+            await talk.run(opening, {"edit": edit, "test": test, "done": done})
+        except RequestRefused:
+            if passed and (result.edited is None or result.edited.outcome is not Outcome.FIXED):
+                best = passed[0]
+                result.patch, result.touched, result.script = best.patch, best.touched, best.script
+                result.original, result.edited = best.original, best.edited
+            raise
 
     await keep_on_crash(converse(), result, f"editing {testing.index} of {problem.instance_id}")
     return result
