@@ -248,16 +248,25 @@ def source(path: str, text: str) -> SourceFile:
 
 def test_pack_respects_the_budget_and_skips_what_does_not_fit() -> None:
     files = {
-        "first.py": source("first.py", "a" * 1600),  # 400 tokens
-        "too_big.py": source("too_big.py", "b" * 2800),  # 700 tokens
+        "first.py": source("first.py", "a" * 3200),  # 800 tokens
+        "too_big.py": source("too_big.py", "b" * 2800),  # 700 tokens: 200 are left, too few to condense it into
         "second.py": source("second.py", "c" * 2000),  # 500 tokens
         "third.py": source("third.py", "d" * 440),  # 110 tokens
         "fourth.py": source("fourth.py", "e" * 40),  # 10 tokens
     }
     packed = pack(["first.py", "too_big.py", "second.py", "third.py", "fourth.py"], files, 1000, 1000)
-    assert [f.path for f in packed] == ["first.py", "second.py", "fourth.py"]
-    assert sum(f.tokens for f in packed) == 910 <= 1000
+    assert [f.path for f in packed] == ["first.py", "third.py", "fourth.py"]
+    assert sum(f.tokens for f in packed) == 920 <= 1000
     assert all(not f.outline and f.text == files[f.path].text for f in packed)
+
+
+def test_pack_condenses_a_file_that_does_not_fit_whole_into_what_is_left() -> None:
+    text = big_python()
+    files = {"first.py": source("first.py", "a" * 1600), "huge.py": source("huge.py", text)}
+    packed = pack(["first.py", "huge.py"], files, 1000, 50_000)
+    assert [f.path for f in packed] == ["first.py", "huge.py"]
+    assert packed[1].outline and "def function_1(a, b)" in packed[1].text and "BODY_MARKER" not in packed[1].text
+    assert sum(f.tokens for f in packed) <= 1000
 
 
 def test_pack_shows_big_files_as_outlines() -> None:
@@ -453,3 +462,18 @@ async def test_a_failing_ranking_call_stops_the_context_and_a_rerun_ranks_again(
         result = await run_context(problem, client, settings, store)
     assert relevance_calls(server) == [], "verdicts from the first run are kept"
     assert result.rankings and result.ranked[0] == "calc/ops.py"
+
+
+async def test_relevance_shows_a_file_no_larger_than_the_relevance_models_window(
+    problem: Problem, tmp_path: Path
+) -> None:
+    """A file under max_file_tokens but over the relevance model's window is shown as its outline."""
+    sha = commit_files(Path(problem.repo_path), {"calc/huge.py": big_python(functions=4, body_lines=300)})
+    problem = problem.model_copy(update={"commit": sha})
+    with FakeModelServer(lambda messages, model: "RELEVANCE: Not Relevant", context_window=3000) as server:
+        client, settings, store = setup(server, tmp_path, context_windows={"openai/fake": 3000}, max_output_tokens=500)
+        await run_context(problem, client, settings, store)
+    assert server.largest_prompt <= 2500, "every relevance prompt fits the window"
+    shown = [c for c in server.calls if "calc/huge.py" in json.dumps(c.messages)]
+    assert shown and "def function_3(a, b)" in json.dumps(shown[0].messages)
+    assert all(r["ok"] for r in read_jsonl(client.usage_path))

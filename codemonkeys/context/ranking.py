@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the store imports this package's models
 
 log = logging.getLogger("codemonkeys.context")
 
+MIN_CONDENSED_TOKENS = 500  # an outline squeezed into less shows too little to be worth its place
+
 
 class RankingOutcome(BaseModel):
     """One ranking conversation: the ranked paths, or why it was dropped."""
@@ -78,12 +80,16 @@ def average_order(rankings: list[list[str]], candidates: list[str]) -> list[str]
 def pack(
     ranked: list[str], files: dict[str, SourceFile], context_tokens: int, max_file_tokens: int
 ) -> list[ContextFile]:
-    """Takes files in ranked order while they fit; one that does not is skipped and smaller ones still go in."""
+    """Takes files in ranked order while they fit. One that does not fit whole goes in as its outline (or
+    head and tail) when that fits what is left; otherwise it is skipped and smaller ones still go in."""
     packed: list[ContextFile] = []
     used = 0
     for path in ranked:
         shown = view(files[path], max_file_tokens)
-        if used + shown.tokens > context_tokens:
+        left = context_tokens - used
+        if shown.tokens > left and left >= MIN_CONDENSED_TOKENS:
+            shown = view(files[path], left)
+        if shown.tokens > left:
             log.info("context: %s (%d tokens) does not fit, skipped", path, shown.tokens)
             continue
         used += shown.tokens

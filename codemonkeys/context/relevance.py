@@ -16,6 +16,7 @@ from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.repo_files import SourceFile, view
 from codemonkeys.stages import Stage
+from codemonkeys.window import estimate
 
 if TYPE_CHECKING:  # the store imports this package's models
     from codemonkeys.store import InstanceStore
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # the store imports this package's models
 log = logging.getLogger("codemonkeys.context")
 
 SUMMARY_LIMIT = 2000
+PROMPT_TOKENS = 1_000  # the relevance prompt's own text, without the issue and the file
 
 _VERDICT = re.compile(
     r"^[ \t>*#_`-]*RELEVANCE[ \t*_`]*:[ \t*_`]*(not[ \t_-]*relevant|irrelevant|relevant)\b",
@@ -82,6 +84,9 @@ async def judge_files(
 ) -> list[FileRelevance]:
     """A verdict for every file, in the order of `files`; each is appended to the log as soon as it is known."""
     done = load_verdicts(inst)
+    # A file is shown whole up to max_file_tokens, and never beyond what the relevance model's window leaves.
+    window = client.window(models.relevance)
+    shown_tokens = max(min(settings.max_file_tokens, window.budget - estimate(problem.issue) - PROMPT_TOKENS), 100)
     todo = [f for f in files if f.path not in done]
     log.info("relevance: %d files to ask about (%d already judged)", len(todo), len(files) - len(todo))
     # Bounds the prompts held in memory at once; the client bounds the requests.
@@ -90,7 +95,7 @@ async def judge_files(
 
     async def judge_and_record(file: SourceFile) -> FileRelevance:
         async with gate:
-            verdict = await _judge(problem, file, client, models.relevance, settings.max_file_tokens)
+            verdict = await _judge(problem, file, client, models.relevance, shown_tokens)
         append_jsonl(inst.relevance_log, verdict.model_dump())
         progress.tick()
         return verdict
