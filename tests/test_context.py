@@ -13,8 +13,8 @@ import pytest
 from codemonkeys.answers import AnswerFormatError
 from codemonkeys.config import Settings, nest
 from codemonkeys.context import build_context
-from codemonkeys.context.models import ContextResult
-from codemonkeys.context.ranking import average_order, pack, parse_ranking
+from codemonkeys.context.models import ContextResult, FileRelevance
+from codemonkeys.context.ranking import average_order, file_listing, pack, parse_ranking
 from codemonkeys.context.relevance import parse_relevance
 from codemonkeys.jsonfiles import read_jsonl
 from codemonkeys.llm import BudgetExceeded, ModelCallError, ModelClient
@@ -477,3 +477,20 @@ async def test_relevance_shows_a_file_no_larger_than_the_relevance_models_window
     shown = [c for c in server.calls if "calc/huge.py" in json.dumps(c.messages)]
     assert shown and "def function_3(a, b)" in json.dumps(shown[0].messages)
     assert all(r["ok"] for r in read_jsonl(client.usage_path))
+
+
+def test_the_ranking_listing_fits_its_budget_by_shortening_then_dropping_summaries_then_files() -> None:
+    files = {f"pkg/m{i}.py": source(f"pkg/m{i}.py", "x = 1\n") for i in range(10)}
+    relevant = [
+        FileRelevance(path=p, tokens=2, relevant=True, summary=f"{p} matters because " + "reason " * 60) for p in files
+    ]
+    whole, note = file_listing(relevant, files, 1000, 100_000)
+    assert note is None and whole.count("reason") == 600
+    short, note = file_listing(relevant, files, 1000, 3_000)
+    assert len(short) <= 3_000 and short.count("<file path=") == 10 and " …" in short
+    assert note is not None and "summaries shortened" in note
+    bare, note = file_listing(relevant, files, 1000, 800)
+    assert len(bare) <= 800 + 100 and "reason" not in bare and bare.count("<file path=") == 10
+    few, note = file_listing(relevant, files, 1000, 250)
+    assert few.count("<file path=") < 10 and "more relevant files are not listed" in few
+    assert note is not None and "relevant files left off" in note

@@ -73,7 +73,10 @@ async def build_context(
         log.warning("context: no file was judged relevant, the context is empty")
     else:
         with clock(Stage.RANKING):
-            outcomes = await rank_files(problem, relevant, by_path, client, models.names[0], settings, inst)
+            outcomes, listing_note = await rank_files(
+                problem, relevant, by_path, client, models.names[0], settings, inst
+            )
+        notes += [listing_note] if listing_note else []
         rankings = [o.paths for o in outcomes if o.paths is not None]
         notes += [f"ranking {i} dropped: {o.error}" for i, o in enumerate(outcomes) if o.paths is None]
         if rankings:

@@ -18,13 +18,15 @@ from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
 from codemonkeys.repo_files import SourceFile, view
 from codemonkeys.stages import Stage
+from codemonkeys.window import CHARS_PER_TOKEN
 
 if TYPE_CHECKING:  # the store imports this package's models
     from codemonkeys.store import InstanceStore
 
 log = logging.getLogger("codemonkeys.context")
 
-MIN_CONDENSED_TOKENS = 500  # an outline squeezed into less shows too little to be worth its place
+MIN_CONDENSED_TOKENS = 500
+MIN_SUMMARY_CHARS = 80  # a summary cut shorter than this says nothing: the paths alone are listed  # an outline squeezed into less shows too little to be worth its place
 
 
 class RankingOutcome(BaseModel):
@@ -97,15 +99,39 @@ def pack(
     return packed
 
 
-def file_listing(relevant: list[FileRelevance], files: dict[str, SourceFile], max_file_tokens: int) -> str:
-    entries = []
+def file_listing(
+    relevant: list[FileRelevance], files: dict[str, SourceFile], max_file_tokens: int, budget_chars: int
+) -> tuple[str, str | None]:
+    """Every relevant file with its size and summary, within `budget_chars`: summaries are shortened evenly
+    when they do not all fit, dropped when even short ones do not, and files left off last (said in the
+    prompt and in the returned note)."""
+    heads = []
     for verdict in relevant:
         shown = view(files[verdict.path], max_file_tokens)
         note = "" if shown.kind == "whole" else f' shown="{shown.kind} of a {verdict.tokens}-token file"'
-        entries.append(
-            f'<file path="{escape(verdict.path)}" tokens="{shown.tokens}"{note}>\n{verdict.summary}\n</file>'
-        )
-    return "\n\n".join(entries)
+        heads.append(f'<file path="{escape(verdict.path)}" tokens="{shown.tokens}"{note}>')
+    summaries = [v.summary for v in relevant]
+    room = budget_chars - sum(len(h) + len("\n\n</file>\n\n") for h in heads)
+    if sum(map(len, summaries)) > room:
+        cap = room // max(len(summaries), 1)
+        summaries = [t if len(t) <= cap else t[: max(cap - 2, 0)].rstrip() + " …" for t in summaries]
+        if cap < MIN_SUMMARY_CHARS:
+            summaries = [""] * len(summaries)
+    entries, used, left_off = [], 0, 0
+    for head, summary in zip(heads, summaries, strict=True):
+        entry = f"{head}\n{summary}\n</file>" if summary else f"{head}</file>"
+        if used + len(entry) > budget_chars:
+            left_off += 1
+            continue
+        entries.append(entry)
+        used += len(entry) + 2
+    if left_off:
+        entries.append(f"({left_off} more relevant files are not listed: the ranking model's window is too small)")
+    cut = summaries != [v.summary for v in relevant]
+    if not (cut or left_off):
+        return "\n\n".join(entries), None
+    note = f"the ranking prompt was fitted to the window: summaries {'shortened' if cut else 'kept'}"
+    return "\n\n".join(entries), note + (f", {left_off} relevant files left off" if left_off else "")
 
 
 async def rank_files(
@@ -116,18 +142,27 @@ async def rank_files(
     model: str,
     settings: ContextSettings,
     inst: InstanceStore,
-) -> list[RankingOutcome]:
+) -> tuple[list[RankingOutcome], str | None]:
     """`settings.rankings` independent rankings, run concurrently; each one's calls are recorded for resume.
     A ranking the model answered badly twice is dropped; a failing provider (ModelCallError) stops them all,
     so a rerun asks again instead of freezing a context built on fewer rankings."""
-    prompt = render(
-        "ranking",
-        issue=problem.issue.strip(),
-        file_count=len(relevant),
-        files=file_listing(relevant, files, settings.max_file_tokens),
-        target_tokens=settings.context_tokens // 2,
-        max_tokens=settings.context_tokens,
-    )
+
+    def prompt_with(listing: str) -> str:
+        return render(
+            "ranking",
+            issue=problem.issue.strip(),
+            file_count=len(relevant),
+            files=listing,
+            target_tokens=settings.context_tokens // 2,
+            max_tokens=settings.context_tokens,
+        )
+
+    window = client.window(model)
+    room = (window.opening - window.count(prompt_with(""))) * CHARS_PER_TOKEN
+    listing, note = file_listing(relevant, files, settings.max_file_tokens, room)
+    if note:
+        log.warning("ranking: %s", note)
+    prompt = prompt_with(listing)
     known = {v.path for v in relevant}
     try:
         async with asyncio.TaskGroup() as group:
@@ -137,7 +172,7 @@ async def rank_files(
             ]
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
+    return [task.result() for task in tasks], note
 
 
 async def _rank_once(
