@@ -45,51 +45,43 @@ WHEELS = ("setuptools_scm==8.1.0", "packaging==24.2")
 WHEELHOUSE = ".test-wheelhouse"
 PATCH_LINE = "# patched by the build-outputs test"
 
-SCM_SCRIPT = """\
+
+def tree_import_script(package: str, generated: str, check: str, shown: str) -> str:
+    """Exit 0 only when `package` and its generated module import from the tree (the working directory) and
+    `check` holds; exit 2 otherwise: the test-script contract."""
+    return f"""\
 import os
 import sys
 
 here = os.path.realpath(os.getcwd())
 try:
-    import pluggy
-    from pluggy import _version
+    import {package}
+    from {package} import {generated}
 except ImportError as exc:
-    print("pluggy._version cannot be imported:", exc)
+    print("{package}.{generated} cannot be imported:", exc)
     sys.exit(2)
-for module in (pluggy, _version):
+for module in ({package}, {generated}):
     where = os.path.realpath(module.__file__)
     if not where.startswith(here + os.sep):
         print(module.__name__, "comes from", where, "not from the tree", here)
         sys.exit(2)
-if pluggy.__version__ in ("", "unknown"):
-    print("no version:", pluggy.__version__)
+if not ({check}):
+    print("the check failed:", {check!r})
     sys.exit(2)
-print("pluggy", pluggy.__version__, "from", pluggy.__file__)
+print({shown})
 sys.exit(0)
 """
 
-EXT_SCRIPT = """\
-import os
-import sys
 
-here = os.path.realpath(os.getcwd())
-try:
-    import markupsafe
-    from markupsafe import _speedups
-except ImportError as exc:
-    print("markupsafe._speedups cannot be imported:", exc)
-    sys.exit(2)
-for module in (markupsafe, _speedups):
-    where = os.path.realpath(module.__file__)
-    if not where.startswith(here + os.sep):
-        print(module.__name__, "comes from", where, "not from the tree", here)
-        sys.exit(2)
-if markupsafe.escape is not _speedups.escape or markupsafe.escape("<b>") != "&lt;b&gt;":
-    print("markupsafe does not use its compiled escape")
-    sys.exit(2)
-print("markupsafe", markupsafe.__version__, "with", _speedups.__file__)
-sys.exit(0)
-"""
+SCM_SCRIPT = tree_import_script(
+    "pluggy", "_version", 'pluggy.__version__ not in ("", "unknown")', '"pluggy", pluggy.__version__'
+)
+EXT_SCRIPT = tree_import_script(
+    "markupsafe",
+    "_speedups",
+    'markupsafe.escape is _speedups.escape and markupsafe.escape("<b>") == "&lt;b&gt;"',
+    '"markupsafe with", _speedups.__file__',
+)
 
 # MarkupSafe's own .gitignore of the 2.1 series, in short: what a build leaves in the tree is ignored.
 EXT_GITIGNORE = """\
