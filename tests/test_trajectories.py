@@ -20,9 +20,11 @@ from codemonkeys.problem import Problem
 from codemonkeys.repo_files import OriginalFiles
 from codemonkeys.sandbox.base import Sandbox, SandboxError, SandboxSpec
 from codemonkeys.sandbox.local import LocalProvider
+from codemonkeys.trajectories.conversation import Conversation
 from codemonkeys.trajectories.editing import run_editing
 from codemonkeys.trajectories.models import Candidate, TestingResult
 from codemonkeys.trajectories.selection import _files, run_selection
+from codemonkeys.trajectories.testing import OPTIONS as TESTING_OPTIONS
 from codemonkeys.trajectories.testing import run_testing
 from codemonkeys.window import estimate
 from tests.e2e.toy_repo import (
@@ -473,3 +475,28 @@ def test_selection_shows_the_touched_regions_of_files_too_large_for_its_budget(c
     cut = _files(candidates, originals, 40, estimate)
     assert '<file path="calc/stats.py" regions="true">' in cut
     assert "def median(values):" in cut and "def mean(values):" not in cut
+
+
+async def test_short_forms_replace_the_exchange_they_belong_to(problem, sandbox) -> None:
+    """A format error's short forms stand for the unusable answer and its format fix, not for the feedback
+    before them: what is sent once a conversation outgrows its window still says what each message was."""
+    model = scripted(f"<test>{RIGHT_TEST}</test>", GARBAGE, f"<test>{RIGHT_TEST}</test>", "<done>")
+    talk_turns: list = []
+    talk = Conversation(model, talk_turns, TESTING_OPTIONS, 4, 3)
+    opening = [{"role": "system", "content": "rules"}, {"role": "user", "content": "write a test"}]
+
+    async def test(answer, turn, line):
+        return f"ran it ({line})"
+
+    async def done(answer, turn, line):
+        return None
+
+    await talk.run(opening, {"test": test, "done": done})
+    roles = [m["role"] for m in talk.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user", "assistant", "user", "assistant"]
+    assert talk.shorter[2].startswith("(turn 1: my <test>…</test> answer)")
+    assert talk.shorter[3].startswith("(turn 1 feedback:")
+    assert talk.shorter[4].startswith("(turn 2: an answer that could not be used)")
+    assert talk.shorter[5].startswith("(the answer format, repeated)")
+    assert talk.shorter[6].startswith("(turn 3: my <test>…</test> answer)")
+    assert talk.messages[5]["content"].startswith("Your last reply could not be used")

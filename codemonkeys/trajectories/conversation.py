@@ -85,12 +85,12 @@ class Conversation:
                 following = await handlers[answer.kind](answer, turn, line)
             except AnswerFormatError as exc:
                 self.turns.append(Turn(call=call, kind="invalid", error=str(exc)))
-                self._shorten(f"(turn {call}: an answer that could not be used)", "(the answer format, repeated)")
                 invalid += 1
                 if invalid >= self.max_invalid:
                     log.info("trajectory ends: %d unusable answers in a row", invalid)
                     return
                 self.messages.append(user(self._format_fix(str(exc), line, kinds)))
+                self._shorten(f"(turn {call}: an answer that could not be used)", "(the answer format, repeated)")
                 continue
             invalid = 0
             self.turns.append(turn)
@@ -100,7 +100,8 @@ class Conversation:
             self._shorten(f"(turn {call}: my {describe(turn.kind)} answer)", _summary(turn))
 
     def _shorten(self, answer: str, feedback: str) -> None:
-        """Short forms of the newest exchange, sent in its place once the conversation outgrows the window."""
+        """Short forms of the newest exchange (the model's answer and the message that followed it), sent in
+        its place once the conversation outgrows the window."""
         self.shorter[len(self.messages) - 2] = f"{answer} [shortened to fit the context window]"
         self.shorter[len(self.messages) - 1] = f"{feedback} [shortened to fit the context window]"
 
