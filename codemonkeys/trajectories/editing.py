@@ -60,7 +60,7 @@ async def run_editing(
         return result
     talk = Conversation(model, result.turns, OPTIONS, generation.iterations, generation.max_invalid_answers)
     on_original: dict[str, ExecResult] = {}
-    passed: list[EditingResult] = []  # the latest state whose edit passed its own script
+    best: tuple | None = None  # (patch, touched, script, original, edited) of the latest edit that passed
 
     def show(where: str, run: ExecResult) -> str:
         return show_run(where, run, box.test_timeout, box.output_limit)
@@ -76,10 +76,11 @@ async def run_editing(
         return on_original[script]
 
     async def run_edited(turn: Turn) -> ExecResult:
+        nonlocal best
         run = await sandbox.run_on(result.patch or "", result.script or "", box.test_timeout)
         result.edited = turn.edited = ScriptRun.of(run)
         if run.outcome is Outcome.FIXED:
-            passed[:] = [result.model_copy(deep=True)]
+            best = (result.patch, result.touched, result.script, result.original, result.edited)
         return run
 
     def feedback(line: str, change: str, original: ExecResult, edited: ExecResult) -> str:
@@ -136,10 +137,8 @@ async def run_editing(
         try:
             await talk.run(opening, {"edit": edit, "test": test, "done": done})
         except RequestRefused:
-            if passed and (result.edited is None or result.edited.outcome is not Outcome.FIXED):
-                best = passed[0]
-                result.patch, result.touched, result.script = best.patch, best.touched, best.script
-                result.original, result.edited = best.original, best.edited
+            if best is not None and (result.edited is None or result.edited.outcome is not Outcome.FIXED):
+                result.patch, result.touched, result.script, result.original, result.edited = best
             raise
 
     await keep_on_crash(converse(), result, f"editing {testing.index} of {problem.instance_id}")
