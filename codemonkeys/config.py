@@ -1,4 +1,4 @@
-"""Settings: one tree of groups (models, context, generation, sandbox, budget). Command-line flags and
+"""Settings: one tree of groups (models, context, generation, sandbox, budget, swebench). Command-line flags and
 `--set group.key=value` override `CODEMONKEYS_*` environment variables, which override a TOML file, which
 overrides the defaults below.
 
@@ -100,6 +100,9 @@ class SandboxSettings(_Group):
     test_timeout: float = Field(100.0, gt=0, description="seconds a test script may run")
     output_limit: int = Field(20_000, ge=200, description="characters of a run's output shown to the model")
     python: str = "python"
+    venv: str | None = Field(
+        None, description="virtualenv whose bin/ leads PATH for local test runs (swebench --env local builds one)"
+    )
     image: str | None = Field(None, description="docker image for --sandbox docker")
     setup: str | None = Field(
         None,
@@ -129,6 +132,26 @@ class BudgetSettings(_Group):
     run_budget_usd: float | None = Field(None, gt=0, description="USD the whole run may spend")
 
 
+class SWEBenchSettings(_Group):
+    """Benchmark runs: where environments and repositories come from, and how many instances run at once."""
+
+    env: Literal["docker", "local"] = Field(
+        "docker", description="docker: instance images; local: cached virtualenvs run by the local sandbox"
+    )
+    env_cache: Path | None = Field(None, description="where local environments and build logs are kept")
+    repos_dir: Path | None = Field(None, description="clones named owner/name or owner+name; new clones go here")
+    image_template: str = Field(
+        "swebench/sweb.eval.x86_64.{instance}:latest",
+        description="official instance image; {instance} is the id with __ written _1776_",
+    )
+    specs_file: Path | None = Field(None, description="JSON or TOML specs {repo: {version: spec}} over the official")
+    workers: int = Field(4, ge=1, description="instances solved or evaluated at once")
+    executor: Literal["local", "ray"] = Field("local", description="local: this process; ray: one task per instance")
+    ray_address: str | None = Field(None, description="Ray cluster address; none starts a local cluster")
+    eval_timeout: float = Field(1800.0, gt=0, description="seconds an instance's test command may run in eval")
+    build_timeout: float = Field(3600.0, gt=0, description="seconds an environment build may take")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -137,6 +160,7 @@ class Settings(BaseModel):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    swebench: SWEBenchSettings = Field(default_factory=SWEBenchSettings)
     run_dir: Annotated[Path | None, Field(description="run directory; the same one resumes a killed run")] = None
 
 

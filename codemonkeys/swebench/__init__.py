@@ -1,0 +1,1 @@
+"""SWE-bench at scale: datasets, environments from the official specs, batch runs and evaluation."""
