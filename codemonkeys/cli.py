@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from codemonkeys import __version__
-from codemonkeys.cli_options import ALL_OPTIONS, BAD_INPUT, fail, setup_logging, with_settings
+from codemonkeys.cli_options import ALL_OPTIONS, BAD_INPUT, check_keys, fail, setup_logging, with_settings
 from codemonkeys.config import Settings
 from codemonkeys.problem import Problem, ProblemError, make_problem
 
@@ -25,8 +25,10 @@ app = typer.Typer(
 
 def _mount_sandbox_commands() -> None:
     from codemonkeys.cli_sandbox import sandbox_app
+    from codemonkeys.cli_swebench import swebench_app
 
     app.add_typer(sandbox_app, name="sandbox")
+    app.add_typer(swebench_app, name="swebench")
 
 
 def _version(value: bool) -> None:
@@ -61,7 +63,7 @@ def solve(
     """
     setup_logging(verbose)
     issue_text = _read_issue(issue)
-    _check_keys(settings)
+    check_keys(settings)
     clones = (settings.run_dir or Path("runs")) / "_repos"
     try:
         problem = make_problem(repo, commit, issue_text, clones)
@@ -83,16 +85,6 @@ def _read_issue(issue: str) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise fail(f"issue file is not UTF-8 text: {issue}", BAD_INPUT) from None
-
-
-def _check_keys(settings: Settings) -> None:
-    from codemonkeys.llm import check_provider_key
-
-    models = {*settings.models.names, settings.models.relevance}
-    for name in sorted(models):
-        problem = check_provider_key(name, settings.models.api_base)
-        if problem:
-            raise fail(problem, BAD_INPUT)
 
 
 async def _solve(problem: Problem, settings: Settings, out: Path | None) -> int:

@@ -29,6 +29,16 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def check_keys(settings: Settings) -> None:
+    """Fails before any work when a model's provider key is missing: a batch should not die an hour in."""
+    from codemonkeys.llm import check_provider_key
+
+    for name in sorted({*settings.models.names, settings.models.relevance}):
+        problem = check_provider_key(name, settings.models.api_base)
+        if problem:
+            raise fail(problem, BAD_INPUT)
+
+
 def setup_logging(verbose: bool) -> None:
     """Rich on a terminal; plain timestamped lines in logs and CI, where wrapping at 80 columns only hurts."""
     handler: logging.Handler
@@ -92,9 +102,8 @@ GENERATION_OPTIONS = (
     Opt("generation.iterations", int, "Model turns per trajectory."),
     Opt("generation.top_k", int, "Top-voted candidates passed to selection."),
 )
-SANDBOX_OPTIONS = (
+SANDBOX_IMAGE_OPTIONS = (
     Opt("sandbox.kind", str, "Where test scripts run: auto (docker if available), local or docker.", "--sandbox"),
-    Opt("sandbox.sandbox_network", bool, "Let test scripts reach the network."),
     Opt("sandbox.image", str, "Docker image for --sandbox docker."),
     Opt(
         "sandbox.setup",
@@ -102,17 +111,40 @@ SANDBOX_OPTIONS = (
         "Command run once before the first test run (e.g. 'python setup.py build_ext --inplace'); "
         "what it builds in the tree survives every reset.",
     ),
-    Opt("sandbox.max_containers", int, "Most docker sandboxes open at once (2 x CPU count)."),
     Opt("sandbox.workdir", str, "Repository path inside a ready image (SWE-bench images: /testbed)."),
     Opt(
         "sandbox.command_prefix",
         str,
         "Shell prefix that sets up the image's environment (e.g. 'source activate x &&').",
     ),
+)
+SANDBOX_LIMIT_OPTIONS = (
+    Opt("sandbox.sandbox_network", bool, "Let test scripts reach the network."),
+    Opt("sandbox.max_containers", int, "Most docker sandboxes open at once (2 x CPU count)."),
     Opt("sandbox.test_timeout", float, "Seconds a test script may run."),
 )
+SANDBOX_OPTIONS = SANDBOX_IMAGE_OPTIONS + SANDBOX_LIMIT_OPTIONS
 BUDGET_OPTIONS = (
     Opt("budget.budget_usd", float, "Stop starting model calls once this many USD are spent on a problem.", "--budget"),
+)
+BATCH_BUDGET_OPTIONS = (
+    Opt("budget.run_budget_usd", float, "Stop starting model calls once this many USD are spent in all.", "--budget"),
+    Opt("budget.budget_usd", float, "USD one instance may spend.", "--max-instance-budget"),
+)
+ENV_OPTIONS = (
+    Opt("swebench.env", str, "Instance environments: docker (images) or local (virtualenvs, no docker).", "--env"),
+    Opt("swebench.repos_dir", Path, "Repository clones named owner/name or owner+name; new clones go here.", "--repos"),
+    Opt(
+        "swebench.specs_file",
+        Path,
+        "JSON or TOML specs {repo: {version: spec}} for repos the official lacks.",
+        "--specs",
+    ),
+)
+EXECUTOR_OPTIONS = (
+    Opt("swebench.workers", int, "Instances at once."),
+    Opt("swebench.executor", str, "local (this process) or ray (one task per instance on a Ray cluster)."),
+    Opt("swebench.ray_address", str, "Ray cluster to join (ray://host:10001 or auto); none starts a local one."),
 )
 RUN_OPTIONS = (Opt("run_dir", Path, "Run directory; the same directory resumes a killed run; none means runs/<id>."),)
 ALL_OPTIONS = MODEL_OPTIONS + CONTEXT_OPTIONS + GENERATION_OPTIONS + SANDBOX_OPTIONS + BUDGET_OPTIONS + RUN_OPTIONS

@@ -90,7 +90,11 @@ class RunStopped(Exception):
 
 
 class BudgetExceeded(RunStopped):
-    """The problem's or the run's budget is spent; raised before a call is made."""
+    """The problem's or the run's budget is spent; raised before a call is made. Messages about the run's
+    budget start with RUN_BUDGET, so a batch knows to start no more problems."""
+
+
+RUN_BUDGET = "run budget: "
 
 
 class ModelCallError(RunStopped):
@@ -374,7 +378,7 @@ class ModelClient:
             committed = self.spent() + sum(self._reserved.values())
             if committed + estimate > limit:
                 raise BudgetExceeded(
-                    f"run: ${committed:.4f} spent or in flight, the next call needs about ${estimate:.4f} "
+                    f"{RUN_BUDGET}${committed:.4f} spent or in flight, the next call needs about ${estimate:.4f} "
                     f"of its ${limit:.4f} budget"
                 )
 

@@ -254,6 +254,6 @@ def _finish(job: _Job, **fields: Any) -> SolveResult:
     )
     job.inst.result.save(result)
     write_report(job.inst, result)
-    if result.patch:
-        job.store.record_prediction(instance_id, result.patch)
+    if not result.resumable:
+        job.store.record_prediction(instance_id, result.patch or "")
     return result

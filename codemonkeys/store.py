@@ -12,9 +12,10 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel
 
 from codemonkeys.context.models import ContextResult
-from codemonkeys.jsonfiles import atomic_write_text, read_jsonl
+from codemonkeys.jsonfiles import atomic_write_text, file_lock, read_jsonl
 from codemonkeys.problem import Problem
 from codemonkeys.result import SolveResult
+from codemonkeys.swebench.models import EnvManifest
 from codemonkeys.trajectories.models import EditingResult, SelectionResult, TestingResult, VoteResult
 
 M = TypeVar("M", bound=BaseModel)
@@ -72,9 +73,10 @@ class RunStore:
 
     def record_prediction(self, instance_id: str, patch: str) -> None:
         """SWE-bench's prediction format, one line per instance: a resumed instance replaces its old line."""
-        kept = [r for r in read_jsonl(self.predictions_path) if r.get("instance_id") != instance_id]
-        kept.append({"instance_id": instance_id, "model_name_or_path": "codemonkeys", "model_patch": patch})
-        atomic_write_text(self.predictions_path, "".join(json.dumps(r) + "\n" for r in kept))
+        with file_lock(self.root / ".predictions.lock"):
+            kept = [r for r in read_jsonl(self.predictions_path) if r.get("instance_id") != instance_id]
+            kept.append({"instance_id": instance_id, "model_name_or_path": "codemonkeys", "model_patch": patch})
+            atomic_write_text(self.predictions_path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class InstanceStore:
@@ -122,6 +124,11 @@ class InstanceStore:
     @property
     def result(self) -> Record[SolveResult]:
         return Record(self.root / "result.json", SolveResult)
+
+    @property
+    def environment(self) -> Record[EnvManifest]:
+        """The SWE-bench environment the instance ran in, deviations from its spec included."""
+        return Record(self.root / "environment.json", EnvManifest)
 
     @property
     def report_path(self) -> Path:

@@ -275,7 +275,7 @@ async def test_run_budget_stops_every_instance(fake_server, settings_for, tmp_pa
     await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="a", stage="s")
     await client.complete([{"role": "user", "content": "x" * 40}], model="openai/fake", instance="b", stage="s")
     assert client.spent() >= 35
-    with pytest.raises(BudgetExceeded, match=r"run: .* spent or in flight"):
+    with pytest.raises(BudgetExceeded, match=r"run budget: .* spent or in flight"):
         await client.complete(USER, model="openai/fake", instance="c", stage="s")
     assert server.requests == 2
 
