@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,13 +15,23 @@ from codemonkeys.cli_options import FAILED, fail
 from codemonkeys.sandbox import engine, images
 
 sandbox_app = typer.Typer(
-    help="Docker sandbox: build the offline base image or a repo image, check the engine, prune leftovers.",
+    help="Docker sandbox: build the base image or a repo image, check the engine, prune leftovers.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-_NOISY = ("I: Retrieving", "I: Validating", "I: Unpacking", "I: Configuring", "I: Extracting")
+_NOISY = (
+    *("I: Retrieving", "I: Validating", "I: Unpacking", "I: Configuring", "I: Extracting"),  # debootstrap
+    *("Get:", "Selecting previously", "Preparing to unpack", "Unpacking ", "Setting up ", "(Reading database"),  # apt
+    *(" ---> ", "Removing intermediate container"),  # docker build
+)
+
+
+class BaseRoute(StrEnum):
+    auto = "auto"
+    registry = "registry"
+    debootstrap = "debootstrap"
 
 
 def _progress(line: str) -> None:
@@ -60,32 +71,60 @@ def build(
         typer.Option(help="Command run once in the repo image, e.g. 'pip install -e .' (network on while it runs)."),
     ] = None,
     base: Annotated[str | None, typer.Option(help="Base image of the repo image. [default: --name]")] = None,
+    route: Annotated[
+        BaseRoute,
+        typer.Option(
+            "--from",
+            help="How to make the base image: registry (python:3.11-slim + git, gcc; needs that image or a registry), "
+            "debootstrap (offline, Linux, root), or auto (registry when the image is present or a pull works).",
+        ),
+    ] = BaseRoute.auto,
+    from_image: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Registry image of --from registry. [default: ${images.BASE_FROM_ENV} or {images.BASE_FROM}]"
+        ),
+    ] = None,
     mirror: Annotated[
         str | None, typer.Option(help="Debian mirror. [default: the first one in this machine's apt sources]")
     ] = None,
-    suite: Annotated[str, typer.Option(help="Debian release of the base image.")] = "bookworm",
+    suite: Annotated[str, typer.Option(help="Debian release of the base image (--from debootstrap).")] = "bookworm",
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the image exists.")] = False,
 ) -> None:
-    """Build the offline base image, or with --repo the image of one repository.
+    """Build the base image, or with --repo the image of one repository.
 
-    The base image needs no registry: debootstrap from this machine's apt mirror, then docker import (about a
-    minute, as root). A repo image is the base image + the repository at --commit as a fresh git repo + --setup,
-    built once and reused by every trajectory and every later run.
+    The base image is python:3.11-slim + git and a C compiler where that image is present or a registry answers
+    (the only way on macOS and Windows), else built offline: debootstrap from this machine's apt mirror, then
+    docker import (about a minute, as root; debootstrap is installed first when missing). A repo image is the
+    base image + the repository at --commit as a fresh git repo + --setup, built once and reused by every
+    trajectory and every later run.
     """
     if repo is None and (commit or setup or base):
         raise typer.BadParameter("--commit, --setup and --base need --repo", param_hint="--repo")
+    if repo is not None and (route is not BaseRoute.auto or from_image):
+        raise typer.BadParameter("--from and --from-image build the base image: leave out --repo", param_hint="--from")
     if repo is not None and not (repo / ".git").exists():
         raise typer.BadParameter(f"not a git repository: {repo}", param_hint="--repo")
     client = _connect()
     try:
         if repo is None:
-            if images.base_is_current(client, name) and not force:
-                typer.echo(f"{name} exists and is built from the current recipe (use --force to rebuild)")
+            built_by = images.base_route(client, name)
+            wanted = route is BaseRoute.auto or built_by == route.value
+            if images.base_is_current(client, name) and wanted and not force:
+                typer.echo(f"{name} exists, built by {built_by} from the current recipe (use --force to rebuild)")
                 return
-            typer.echo(f"building {name} (debootstrap {suite}, about a minute)")
+            typer.echo(f"building {name}")
             with images.build_lock(name):
-                images.build_base_image(client, name, suite=suite, mirror=mirror, progress=_progress)
-            typer.echo(f"built {name}")
+                images.build_base_image(
+                    client,
+                    name,
+                    route=route.value,
+                    from_image=from_image,
+                    suite=suite,
+                    mirror=mirror,
+                    progress=_progress,
+                )
+            typer.echo(f"built {name} ({images.base_route(client, name)})")
             return
         repo = repo.resolve()
         sha = _resolve_commit(repo, commit)
@@ -111,11 +150,15 @@ def doctor() -> None:
     client = _connect()
     version = client.version()
     typer.echo(f"engine: docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) answers")
-    base_there = images.image_exists(client, images.BASE_IMAGE)
-    typer.echo(
-        f"base image {images.BASE_IMAGE}: "
-        + ("present" if base_there else "missing (build it: codemonkeys sandbox build)")
-    )
+    built_by = images.base_route(client, images.BASE_IMAGE)
+    if built_by is None:
+        state = "missing (build it: codemonkeys sandbox build)"
+    else:
+        current = "current" if images.base_is_current(client, images.BASE_IMAGE) else "older recipe: build --force"
+        state = f"present, built by {built_by} ({current})"
+    typer.echo(f"base image {images.BASE_IMAGE}: {state}")
+    from_image = images.base_from_image()
+    typer.echo(f"registry image {from_image}: {'present' if images.image_exists(client, from_image) else 'not pulled'}")
     ours = client.images.list(filters={"label": f"{engine.LABEL}=1"})
     typer.echo(f"images: {len(ours)}")
     for image in ours:
@@ -129,8 +172,10 @@ def doctor() -> None:
         pid = container.labels.get(engine.PID_LABEL, "?")
         typer.echo(f"  {container.name}  {container.status}  run={container.labels.get(engine.RUN_LABEL, '?')}")
         typer.echo(f"    pid {pid}: {owner}")
-    debootstrap = shutil.which("debootstrap")
-    typer.echo(f"debootstrap: {debootstrap or 'missing (apt-get install -y debootstrap)'}")
+    if not sys.platform.startswith("linux"):
+        typer.echo("debootstrap: cannot run here (the base image comes from the registry image)")
+        return
+    typer.echo(f"debootstrap: {images.debootstrap_path() or 'missing (sudo apt-get install debootstrap)'}")
     try:
         typer.echo(f"apt mirror: {images.apt_mirror()}")
     except images.ImageError as exc:
