@@ -203,9 +203,9 @@ def plan_base_build(
             "`docker load` a saved copy), or build offline with `codemonkeys sandbox build --from debootstrap` as root"
         )
     offline = "" if requested == "debootstrap" else f"{from_image} is not present and no registry answers, so "
-    install = "sudo apt-get install debootstrap" if apt_get_present else "this system's package manager"
     if not root:
-        missing = "" if debootstrap_present else f"install debootstrap ({install}), then "
+        install = "run `sudo apt-get install debootstrap`" if apt_get_present else "install debootstrap"
+        missing = "" if debootstrap_present else f"{install}, then "
         raise ImageError(
             f"{offline}the base image is built offline with debootstrap, which needs root: "
             f"{missing}run `sudo codemonkeys sandbox build --from debootstrap`"
@@ -350,7 +350,7 @@ def _answered_within(start: Callable[[], Iterable[dict[str, Any]]], seconds: flo
     try:
         item = events.get(timeout=seconds)
     except queue.Empty:
-        raise ImageError(f"no answer within {seconds:.0f} s") from None
+        raise ImageError(f"no answer within {seconds:g} s") from None
     while item is not None:
         if isinstance(item, Exception):
             raise item
