@@ -301,7 +301,10 @@ def _conda_to_pip(dep: str) -> str | None:
     if "|" in spec:
         return name
     if spec[:1].isdigit() or (spec.startswith("=") and not spec.startswith("==")):
-        version = spec.lstrip("=").split("=")[0].rstrip("*").rstrip(".")
+        version, *build = spec.lstrip("=").split("=")
+        if build:  # `name=1.2=py_0`: an exact version and a build pip has no word for
+            return f"{name}=={version}"
+        version = version.rstrip("*").rstrip(".")
         return f"{name}=={version}.*" if version else name
     return f"{name}{spec}"
 

@@ -189,6 +189,7 @@ dependencies:
   - numpy>=1.19
   - matplotlib-base
   - dask-core=2022.8
+  - six=1.16.0=pyh6c4a22f_0
   - conda-forge::pandas 1.5.*
   - c-compiler
   - pip
@@ -207,6 +208,7 @@ def test_environment_yml_becomes_pip_requirements(instances: dict[str, SWEInstan
         "numpy>=1.19",
         "matplotlib",
         "dask==2022.8.*",
+        "six==1.16.0",
         "pandas==1.5.*",
         "types-setuptools",
         "sphinx-gallery>=0.10",
