@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import docker
 import pytest
@@ -344,3 +345,115 @@ def test_image_recipe_reads_the_mirror_from_apt_sources(tmp_path: Path) -> None:
     (etc / "sources.list").write_text("")
     with pytest.raises(images.ImageError, match="no Debian mirror"):
         images.apt_mirror(etc)
+
+
+# What every base image must do, whichever route made it: the contents contract of sandboxes/README.md.
+SMOKE = r"""set -e
+python -c 'import sys; assert sys.version_info >= (3, 11), sys.version'
+test "$(command -v python)" = /opt/venv/bin/python && test "$(id -u)" = 1000 && test "$(pwd)" = /repo
+git --version >/dev/null && git init -q /tmp/g && echo git ok
+cd /tmp && python -m venv v && v/bin/pip --version >/dev/null && echo venv ok
+printf '%s\n' '#include <Python.h>' \
+    'static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "m", NULL, -1, NULL};' \
+    'PyMODINIT_FUNC PyInit_m(void) { return PyModule_Create(&def); }' > m.c
+include=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+suffix=$(python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+gcc -shared -fPIC -I"$include" m.c -o "m$suffix" && python -c 'import m; print("extension ok")'
+"""
+
+
+@pytest.fixture(scope="module")
+def registry_base(docker_client: docker.DockerClient, base_image: str) -> Iterator[SimpleNamespace]:
+    """The registry route built for real, by `sandbox build` with the default --from auto: no registry answers
+    here, so our base image (it has Python 3.11) stands in for python:3.11-slim as a local image."""
+    from typer.testing import CliRunner
+
+    from codemonkeys.cli_sandbox import sandbox_app
+
+    suffix = uuid.uuid4().hex[:8]
+    stand_in = f"codemonkeys-test/python:3.11-slim-{suffix}"
+    tag = f"codemonkeys-test/base:registry-{suffix}"
+    docker_client.images.get(base_image).tag(stand_in)
+    try:
+        result = CliRunner().invoke(sandbox_app, ["build", "--name", tag], env={images.BASE_FROM_ENV: stand_in})
+        yield SimpleNamespace(tag=tag, stand_in=stand_in, result=result)
+    finally:
+        if images.image_exists(docker_client, tag):
+            docker_client.images.remove(tag, force=True)
+        docker_client.images.remove(stand_in)  # only the tag: the image is our base image
+
+
+@pytest.mark.slow
+def test_the_registry_route_builds_when_the_image_is_present(docker_client, registry_base) -> None:
+    from typer.testing import CliRunner
+
+    from codemonkeys.cli_sandbox import sandbox_app
+
+    result = registry_base.result
+    assert result.exit_code == 0, result.output
+    assert f"route: registry ({registry_base.stand_in} is present)" in result.output
+    assert f"built {registry_base.tag} (registry)" in result.output
+    built = docker_client.images.get(registry_base.tag)
+    labels = built.labels
+    assert labels[images.ROUTE_LABEL] == "registry" and labels[images.SOURCE_LABEL] == registry_base.stand_in
+    assert labels[images.RECIPE_LABEL] == images.base_recipe("registry")
+    assert images.base_is_current(docker_client, registry_base.tag)
+    base = docker_client.images.get(images.BASE_IMAGE)
+    for key in ("Env", "WorkingDir", "User", "Cmd"):
+        assert built.attrs["Config"][key] == base.attrs["Config"][key], key
+
+    again = CliRunner().invoke(sandbox_app, ["build", "--name", registry_base.tag, "--from", "registry"])
+    assert again.exit_code == 0 and "exists, built by registry from the current recipe" in again.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["debootstrap", "registry"])
+def test_both_routes_pass_the_same_smoke_check(docker_client, base_image, request, route: str) -> None:
+    image = base_image if route == "debootstrap" else request.getfixturevalue("registry_base").tag
+    assert images.base_route(docker_client, image) == route
+    output = docker_client.containers.run(image, ["sh", "-c", SMOKE], remove=True, network_mode="none")
+    assert output.decode().split() == ["git", "ok", "venv", "ok", "extension", "ok"]
+
+
+@pytest.mark.slow
+async def test_the_docker_sandbox_runs_scripts_on_the_registry_built_base(
+    docker_client, registry_base, tiny_repo, run_label: str
+) -> None:
+    repo, sha = tiny_repo
+    spec = SandboxSpec(repo_path=str(repo), commit=sha, run_label=run_label, settings=SandboxSettings(setup=SETUP))
+    provider = DockerProvider(spec, client=docker_client, base_image=registry_base.tag)
+    image = await provider.prepare()
+    try:
+        async with await provider.open("registry") as sandbox:
+            await sandbox.write_file("check.py", "from calc import add\nprint(add(5, 3), open('generated.txt').read())")
+            result = await sandbox.run("python check.py && git status --short", timeout=30)
+            assert result.exit_code == 0, result.output
+            assert result.output == "2 generated\n\n?? check.py\n"
+    finally:
+        await provider.aclose()
+        docker_client.images.remove(image, force=True)
+    assert labelled(docker_client, run_label) == []
+
+
+def test_a_failed_registry_build_leaves_no_container_and_no_image(docker_client: docker.DockerClient) -> None:
+    """A FROM image without a shell: the build fails at its first RUN, after a step that made an image."""
+    suffix = uuid.uuid4().hex[:8]
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        info = tarfile.TarInfo("etc/hostname")
+        info.size = 6
+        archive.addfile(info, io.BytesIO(b"empty\n"))
+    empty = f"codemonkeys-test/empty:{suffix}"
+    docker_client.api.import_image_from_data(tar.getvalue(), repository="codemonkeys-test/empty", tag=suffix)
+    empty_id = docker_client.images.get(empty).id
+    broken = f"codemonkeys-test/base:broken-{suffix}"
+    lines: list[str] = []
+    try:
+        with pytest.raises(images.ImageError, match=f"building {broken} from {empty} failed"):
+            images.build_base_image(docker_client, broken, route="registry", from_image=empty, progress=lines.append)
+        assert lines[0] == f"route: registry ({empty} is present)"
+        assert docker_client.containers.list(all=True, filters={"ancestor": empty_id}) == []
+        assert [i for i in docker_client.images.list(all=True) if i.attrs.get("Parent") == empty_id] == []
+        assert not images.image_exists(docker_client, broken)
+    finally:
+        docker_client.images.remove(empty_id, force=True)
