@@ -363,8 +363,16 @@ class LocalSandbox(Sandbox):
         # Imports from the repo root must find this worktree, not an editable install of the user's checkout.
         roots = [str(self.tree)] + ([str(self.tree / "src")] if (self.tree / "src").is_dir() else [])
         env["PYTHONPATH"] = os.pathsep.join(roots + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        venv = self.spec.settings.venv
+        if venv:
+            # The environment's venv, as `activate` would set it up: its bin/ first, its python for scripts.
+            env["PATH"] = os.pathsep.join([str(Path(venv) / "bin"), env["PATH"]])
+            env["VIRTUAL_ENV"] = str(venv)
+            env.pop("PYTHONHOME", None)
         self._env = env
-        if self._python == "python":
+        if self._python == "python" and venv:
+            self._python = shlex.quote(str(Path(venv) / "bin" / "python"))
+        elif self._python == "python":
             self._python = await resolve_python(env, self.tree)
 
     def _live(self) -> None:
@@ -509,11 +517,15 @@ class LocalProvider(SandboxProvider):
         self.repo = str(Path(spec.repo_path).resolve())
         if not Path(self.repo, ".git").exists():
             raise SandboxError(f"not a git checkout: {self.repo}")
+        venv = spec.settings.venv
+        if venv and not Path(venv, "bin", "python").exists():
+            raise SandboxError(f"sandbox.venv {venv} is not a virtualenv (no bin/python)")
         prune_stale_worktrees(self.repo)
         self.network_isolation = "host" if spec.settings.sandbox_network else network_isolation_mode()
         label = "NOT isolated" if self.network_isolation == "none" else self.network_isolation
         after = ", reset to the tree after --setup" if spec.settings.setup else ""
-        self.description = f"local (git worktree, network: {label}{after})"
+        within = f", venv {venv}" if venv else ""
+        self.description = f"local (git worktree, network: {label}{within}{after})"
         self._commit: str | None = None
         self._resolving = asyncio.Lock()
         self._set_up_tree: LocalSandbox | None = None
