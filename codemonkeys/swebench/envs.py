@@ -25,6 +25,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import docker.errors
+
 from codemonkeys.config import SandboxSettings, Settings
 from codemonkeys.jsonfiles import atomic_write_text
 from codemonkeys.problem import Problem
@@ -134,6 +136,8 @@ def _usable(manifest: EnvManifest) -> bool:
         return False
     try:
         return images.image_exists(client, manifest.location)
+    except docker.errors.DockerException:
+        return False
     finally:
         client.close()
 
@@ -195,21 +199,23 @@ def _ensure(
         )
         try:
             build_log.line(f"building {env_dir.name} for {instance.instance_id} at {instance.base_commit}")
+            log.info("building environment %s (log: %s)", env_dir.name, build_log.path)
             try:
                 manifest = build(build_log)
+                build_log.line("smoke check: import the package, collect one test")
+                manifest.smoke = asyncio.run(_smoke(manifest, instance, repo_path, settings))
             except EnvBuildError:
                 raise
             except Exception as exc:
                 build_log.line(f"the build crashed: {exc!r}")
                 raise EnvBuildError(f"{env_dir.name}: the build crashed: {exc}", build_log.path) from exc
-            build_log.line("smoke check: import the package, collect one test")
-            manifest.smoke = asyncio.run(_smoke(manifest, instance, repo_path, settings))
             build_log.line(f"$ {manifest.smoke.command}\n{manifest.smoke.output}\nsmoke ok: {manifest.smoke.ok}")
             atomic_write_text(manifest_file, manifest.model_dump_json(indent=1))
             if not manifest.smoke.ok:
                 raise EnvBuildError(
                     f"{env_dir.name}: the smoke check failed: {manifest.smoke.output.strip()[-800:]}", build_log.path
                 )
+            log.info("environment %s ready: %s", env_dir.name, manifest.location)
             return manifest
         finally:
             build_log.close()
@@ -253,14 +259,18 @@ async def ensure_environment(spec: EnvSpec, instance: SWEInstance, repo_path: Pa
 
 def _official(name: str, env_dir: Path) -> tuple[bool, str]:
     """Whether the official image can be used; a missing engine is a build error with its own log."""
+    env_dir.mkdir(parents=True, exist_ok=True)
     try:
         client = engine.connect(timeout=60)
     except engine.EngineError as exc:
         log_path = env_dir / "engine.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"{exc}\n")
         raise EnvBuildError(str(exc), log_path) from None
     try:
         return envs_docker.official_available(client, name)
+    except docker.errors.DockerException as exc:
+        log_path = env_dir / "engine.log"
+        log_path.write_text(f"{exc}\n")
+        raise EnvBuildError(f"checking for {name}: {engine.describe_exc(exc)}", log_path) from None
     finally:
         client.close()

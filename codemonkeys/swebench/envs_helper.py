@@ -5,15 +5,17 @@ free of this package's imports and of syntax newer than 3.6.
   python envs_helper.py install REQUEST.json REPORT.json
       Installs groups of requirement lines with this interpreter's pip. A group is tried whole first, then
       line by line; a pin `name==X` that does not install is replaced by the nearest version pip offers for
-      this interpreter that does (versions with a build for it first, source-only ones after).
+      this interpreter that does (versions with a build for it first, source-only ones after). A group marked
+      `constrain` may only add what agrees with the versions already installed.
   python envs_helper.py detach TREE NAME...
       Removes what installing the repository at TREE put in the environment for the repository itself (its
       dependencies stay): distributions named NAME or pointing into TREE. Their console scripts are left as
       shims importing the code from sys.path, which the sandbox points at its own tree.
-  python envs_helper.py inplace
+  python envs_helper.py inplace [BUILD_DEPS]
       Run in a repository's root by the sandbox setup: builds in the tree what an install would have built
-      (C extensions in place, egg-info metadata and the version files setuptools_scm writes with it), and
-      links packages kept under lib/ into the root, where the sandbox's PYTHONPATH finds them.
+      (C extensions in place, egg-info metadata and the version files setuptools_scm writes with it), with
+      the build requirements in BUILD_DEPS first on the path when the install builds in isolation; links
+      packages kept under lib/ into the root, where the sandbox's PYTHONPATH finds them.
 """
 
 import json
@@ -36,10 +38,10 @@ def say(text):
     sys.stdout.flush()
 
 
-def run(argv, cwd=None):
+def run(argv, env=None):
     """Runs argv with its output passed through (the build log) and kept for parsing."""
     say("$ " + " ".join(argv))
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.communicate()[0].decode("utf-8", "replace")
     sys.stdout.write(out)
     sys.stdout.flush()
@@ -142,17 +144,23 @@ def install_group(group, choices, failed):
     lines = [line.strip() for line in group["lines"] if line.strip() and not line.strip().startswith("#")]
     options = [line for line in lines if is_option(line)]
     lines = [line for line in lines if not is_option(line)]
-    args = group.get("args", [])
     if not lines:
         return
     say("== " + group["name"])
+    constraints = write_constraints() if group.get("constrain") else None
+    try:
+        install_lines_of(group, lines, [*options, "-c " + constraints] if constraints else options, choices, failed)
+    finally:
+        if constraints:
+            os.unlink(constraints)
+
+
+def install_lines_of(group, lines, options, choices, failed):
+    args = group.get("args", [])
+    extra = {"target": args[args.index("--target") + 1]} if "--target" in args else {}
     code, _ = install_lines(lines, options, args)
     if code == 0:
-        choices.extend({"requested": line, "installed": "", "note": group.get("note", "")} for line in lines)
-        return
-    if group.get("optional"):
-        note = "optional, did not install: kept what the environment had"
-        choices.extend({"requested": line, "installed": "", "note": note} for line in lines)
+        choices.extend(dict(requested=line, installed="", note=group.get("note", ""), **extra) for line in lines)
         return
     if len(lines) > 1:
         say("== " + group["name"] + ": together they do not install; one by one")
@@ -160,7 +168,11 @@ def install_group(group, choices, failed):
         if len(lines) > 1:
             code, _ = install_lines([line], options, args)
         if code == 0:
-            choices.append({"requested": line, "installed": "", "note": ""})
+            choices.append(dict(requested=line, installed="", note=group.get("note", ""), **extra))
+            continue
+        if group.get("optional"):
+            note = "optional, did not install: kept what the environment had"
+            choices.append({"requested": line, "installed": "", "note": note})
             continue
         pin = PIN.match(line)
         chosen = fall_back(pin, options, args) if pin else None
@@ -171,8 +183,18 @@ def install_group(group, choices, failed):
         choices.append({"requested": line, "installed": pin.group(1) + "==" + version, "note": note})
 
 
-def installed_versions():
-    code, out = pip("list", "--format=json")
+def write_constraints():
+    """A constraints file pinning everything installed, so a group only adds what agrees with it."""
+    pins = sorted(name + "==" + version for name, version in installed_versions().values())
+    handle, path = tempfile.mkstemp(prefix="codemonkeys-constraints-", suffix=".txt")
+    with os.fdopen(handle, "w") as out:
+        out.write("\n".join(pins) + "\n")
+    return path
+
+
+def installed_versions(target=None):
+    """{normalized name: (name, version)} of the environment, or of a `--target` directory."""
+    code, out = pip("list", "--format=json", *(["--path", target] if target else []))
     listed = [line for line in out.splitlines() if line.startswith("[")]
     if code != 0 or not listed:
         return {}
@@ -189,12 +211,15 @@ def install(request_path, report_path):
     choices, failed = [], []
     for group in request["groups"]:
         install_group(group, choices, failed)
-    versions = installed_versions()
+    versions = {None: installed_versions()}
     for choice in choices:
+        target = choice.pop("target", None)
+        if target not in versions:
+            versions[target] = installed_versions(target)
         found = NAME.match(choice["requested"])
-        if not found or normalize(found.group(1)) not in versions:
+        if not found or normalize(found.group(1)) not in versions[target]:
             continue
-        name, version = versions[normalize(found.group(1))]
+        name, version = versions[target][normalize(found.group(1))]
         final = name + "==" + version
         pin = PIN.match(choice["requested"])
         wanted = choice["installed"].partition("==")[2] or (pin.group(3) if pin else version)
@@ -297,7 +322,11 @@ def link_lib_packages():
     return linked
 
 
-def inplace():
+def inplace(build_deps=None):
+    env = dict(os.environ)
+    if build_deps:
+        # As pip's build isolation would have it: the build requirements shadow the environment's.
+        env["PYTHONPATH"] = os.pathsep.join([build_deps] + [p for p in [env.get("PYTHONPATH")] if p])
     steps = []
     if os.path.isfile("setup.py"):
         with open("setup.py", "rb") as handle:
@@ -311,7 +340,7 @@ def inplace():
         if "setuptools.build_meta" in text:
             steps.append([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "egg_info"])
     for argv in steps:
-        code, _ = run(argv)
+        code, _ = run(argv, env)
         if code != 0:
             say("codemonkeys: the in-place build failed: " + " ".join(argv[1:]))
             return code
@@ -326,8 +355,8 @@ def main(argv):
         return install(argv[1], argv[2])
     if len(argv) >= 2 and argv[0] == "detach":
         return detach(argv[1], argv[2:])
-    if argv == ["inplace"]:
-        return inplace()
+    if argv[:1] == ["inplace"] and len(argv) <= 2:
+        return inplace(*argv[1:])
     say(__doc__)
     return 2
 

@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 
 from codemonkeys.sandbox.local import safe_environment
@@ -35,6 +36,7 @@ from codemonkeys.swebench.models import EnvManifest, EnvSpec, PackageChoice, SWE
 
 VENV = "venv"
 BUILD_TREE = "build-tree"
+BUILD_DEPS = "build-deps"
 _LOCK_ERRORS = ("index.lock", "already locked", "could not lock", "unable to create", "file exists")
 
 
@@ -44,10 +46,18 @@ def setup_command(manifest: EnvManifest) -> str | None:
     _, steps = split_pre_install(manifest.spec.pre_install)
     if manifest.spec.install:
         venv = Path(manifest.location)
-        steps.append(
-            f"{shlex.quote(str(venv / 'bin' / 'python'))} {shlex.quote(str(venv.parent / HELPER.name))} inplace"
-        )
+        argv = [str(venv / "bin" / "python"), str(venv.parent / HELPER.name), "inplace"]
+        if isolated_build(manifest.spec):
+            argv.append(str(venv.parent / BUILD_DEPS))
+        steps.append(shlex.join(argv))
     return " && ".join(steps) or None
+
+
+def isolated_build(spec: EnvSpec) -> bool:
+    """Whether the spec's install builds the repository in pip's build isolation (with the latest build
+    requirements) rather than with what the environment has."""
+    install = spec.install
+    return "pip install" in install and not any(f in install for f in ("--no-build-isolation", "--no-use-pep517"))
 
 
 def environment(venv: Path) -> dict[str, str]:
@@ -82,6 +92,19 @@ def _provides(python: Path, package: str, env: dict[str, str], cwd: Path) -> str
     code = "import importlib.util, sys; s = importlib.util.find_spec(sys.argv[1]); print(s.origin if s else '')"
     out = subprocess.run([str(python), "-c", code, package], capture_output=True, text=True, env=env, cwd=cwd)
     return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _build_requirements(repo_path: Path, commit: str) -> list[str]:
+    """pyproject.toml's [build-system] requires at `commit`, else what pip assumes for a setup.py project."""
+    shown = _git(repo_path, "show", f"{commit}:pyproject.toml")
+    if shown.returncode == 0:
+        try:
+            requires = tomllib.loads(shown.stdout).get("build-system", {}).get("requires")
+        except tomllib.TOMLDecodeError:
+            requires = None
+        if isinstance(requires, list):
+            return [str(r) for r in requires]
+    return ["setuptools>=40.8.0", "wheel"]
 
 
 def _setup_commit(instance: SWEInstance, repo_path: Path) -> str:
@@ -159,7 +182,7 @@ def build(spec: EnvSpec, instance: SWEInstance, repo_path: Path, env_dir: Path, 
     system, _ = split_pre_install(spec.pre_install)
     deviations += [f"pre_install skipped (needs root, not done for a local environment): {c}" for c in system]
     venv = env_dir / VENV
-    for leftover in (venv, env_dir / BUILD_TREE):
+    for leftover in (venv, env_dir / BUILD_TREE, env_dir / BUILD_DEPS):
         shutil.rmtree(leftover, ignore_errors=True)
     _git(repo_path, "worktree", "prune")
     if log.run([interpreter.path, "-m", "venv", str(venv)]) != 0:
@@ -170,9 +193,16 @@ def build(spec: EnvSpec, instance: SWEInstance, repo_path: Path, env_dir: Path, 
     groups, dropped = install_groups(spec)
     deviations += dropped
     if spec.install:
-        # The in-place build runs setup.py in the venv (venvs of Python 3.12 and later come without setuptools).
-        note = "for the sandbox setup's in-place build; kept when the venv had it"
-        groups.insert(1, {"name": "build tools", "lines": ["setuptools"], "optional": True, "note": note})
+        requires = {"name": "build requirements", "optional": True}
+        requires["lines"] = _build_requirements(repo_path, _setup_commit(instance, repo_path))
+        if isolated_build(spec):
+            # As pip's build isolation: the latest that fit, apart from the venv, first on the in-place build's path.
+            requires["args"] = ["--target", str(env_dir / BUILD_DEPS)]
+            requires["note"] = f"a build requirement of the repository, in {BUILD_DEPS}/ (as pip's build isolation)"
+        else:
+            requires["constrain"] = True
+            requires["note"] = "a build requirement of the repository (the install builds without isolation)"
+        groups.append(requires)
     request = env_dir / "install-request.json"
     request.write_text(json.dumps({"groups": groups}, indent=1))
     report_path = env_dir / "install-report.json"
