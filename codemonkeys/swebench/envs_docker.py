@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shlex
 import tarfile
 import time
@@ -39,7 +40,7 @@ REGISTRY_TIMEOUT = 10.0  # seconds for a registry to say whether it has an image
 _CONTEXT = "/tmp/codemonkeys-env"
 _CA = "/etc/codemonkeys/pip-ca.pem"
 _PROBE = (
-    "for p in /usr/local/bin/python3* /usr/bin/python3*; do "
+    "for p in /usr/local/bin/python3* /usr/bin/python3*; do case $p in *-config) continue;; esac; "
     '[ -x "$p" ] && "$p" -c \'import sys, venv, ensurepip; print(sys.executable, "%d.%d.%d" % sys.version_info[:3])\' '
     "2>/dev/null; done; true"
 )
@@ -117,7 +118,7 @@ def _pythons(client: docker.DockerClient, image: str) -> list[python_versions.In
     found = {}
     for line in out.decode(errors="replace").splitlines():
         path, _, version = line.partition(" ")
-        if version:
+        if path.startswith("/") and re.fullmatch(r"\d+\.\d+\.\d+", version):
             found.setdefault(version, python_versions.Interpreter(path=path, version=version))
     return list(found.values())
 
