@@ -258,19 +258,21 @@ async def ensure_environment(spec: EnvSpec, instance: SWEInstance, repo_path: Pa
 
 
 def _official(name: str, env_dir: Path) -> tuple[bool, str]:
-    """Whether the official image can be used; a missing engine is a build error with its own log."""
-    env_dir.mkdir(parents=True, exist_ok=True)
+    """Whether the official image can be used; a missing engine is a build error with a log of its own."""
+
+    def failed(message: str) -> EnvBuildError:
+        log_path = env_dir / "engine.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"{message}\n")
+        return EnvBuildError(message, log_path)
+
     try:
         client = engine.connect(timeout=60)
     except engine.EngineError as exc:
-        log_path = env_dir / "engine.log"
-        log_path.write_text(f"{exc}\n")
-        raise EnvBuildError(str(exc), log_path) from None
+        raise failed(str(exc)) from None
     try:
         return envs_docker.official_available(client, name)
     except docker.errors.DockerException as exc:
-        log_path = env_dir / "engine.log"
-        log_path.write_text(f"{exc}\n")
-        raise EnvBuildError(f"checking for {name}: {engine.describe_exc(exc)}", log_path) from None
+        raise failed(f"checking for {name}: {engine.describe_exc(exc)}") from None
     finally:
         client.close()

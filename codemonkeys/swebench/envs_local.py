@@ -146,9 +146,15 @@ def _install_repository(
         shutil.rmtree(tree, ignore_errors=True)
         _git(repo_path, "worktree", "prune")
     after = _pip_list(python, env)
-    source = f"a dependency the repository's install `{spec.install}` brought in (at {commit[:12]})"
+    source = f"the repository's install `{spec.install}` at {commit[:12]}"
     packages = [
-        PackageChoice(requested=name, installed=f"{name}=={version}", note=source)
+        PackageChoice(
+            requested=name,
+            installed=f"{name}=={version}",
+            note=f"{name}=={before[name]} changed by {source}"
+            if name in before
+            else f"a dependency brought in by {source}",
+        )
         for name, version in sorted(after.items())
         if before.get(name) != version
     ]
@@ -206,6 +212,7 @@ def build(spec: EnvSpec, instance: SWEInstance, repo_path: Path, env_dir: Path, 
     request = env_dir / "install-request.json"
     request.write_text(json.dumps({"groups": groups}, indent=1))
     report_path = env_dir / "install-report.json"
+    report_path.unlink(missing_ok=True)
     code = log.run(
         [str(venv / "bin" / "python"), str(env_dir / HELPER.name), "install", str(request), str(report_path)],
         cwd=env_dir,
