@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -207,13 +208,19 @@ async def test_a_second_call_reuses_the_environment_without_building(
 
 
 async def test_concurrent_callers_wait_for_one_build(widget_repo: tuple[Path, list[str]], env_cache: Path) -> None:
+    """Coroutines of one loop and threads running loops of their own: one build, the same manifest for all."""
     repo, commits = widget_repo
     bare = spec("3.11", version="concurrent", install="", pip_packages=["iniconfig==2.0.0"], test_cmd="python -V")
     settings = settings_for(env_cache)
-    manifests = await asyncio.gather(
-        *(ensure_environment(bare, instance(commits[0]), repo, settings) for _ in range(4))
-    )
-    assert len({m.model_dump_json() for m in manifests}) == 1
+
+    def in_a_thread() -> EnvManifest:
+        return asyncio.run(ensure_environment(bare, instance(commits[0]), repo, settings))
+
+    with ThreadPoolExecutor(2) as pool:
+        threads = [pool.submit(in_a_thread) for _ in range(2)]
+        calls = (ensure_environment(bare, instance(commits[0]), repo, settings) for _ in range(3))
+        manifests = [*await asyncio.gather(*calls), *(thread.result() for thread in threads)]
+    assert len(manifests) == 5 and len({m.model_dump_json() for m in manifests}) == 1
     assert len(list(Path(manifests[0].location).parent.glob("build-*.log"))) == 1
 
 
