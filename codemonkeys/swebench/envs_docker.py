@@ -146,8 +146,8 @@ def build(spec: EnvSpec, tag: str, log: BuildLog, notes: list[str]) -> EnvManife
         if images.image_exists(client, tag):
             label = (client.images.get(tag).labels or {}).get(MANIFEST_LABEL)
             if label:
-                log.line(f"{tag} exists: reusing it")
-                return EnvManifest.model_validate_json(label)
+                log.line(f"{tag} exists: reusing it; its manifest label:\n{label}")
+                return EnvManifest.model_validate_json(label).model_copy(update={"build_log": str(log.path)})
         return _build(client, spec, tag, log, notes, start)
     except (images.ImageError, docker.errors.DockerException) as exc:
         report = log.report() or {}
