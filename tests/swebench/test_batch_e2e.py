@@ -79,16 +79,8 @@ def test_eval_grades_gold_empty_and_broken_patches_like_the_official_harness(tmp
         {ids[0]: patches["gold"], ids[1]: "", ids[2]: patches["breaks_mean"], ids[3]: patches["unrelated"]},
     )
     run_dir = tmp_path / "eval"
-    proc = cli(
-        "eval",
-        "--dataset",
-        str(dataset),
-        "--predictions",
-        str(predictions),
-        *common(repos, specs, env_cache),
-        "--run-dir",
-        str(run_dir),
-    )
+    args = ["eval", "--dataset", str(dataset), "--predictions", str(predictions), "--run-dir", str(run_dir)]
+    proc = cli(*args, *common(repos, specs, env_cache))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((run_dir / f"codemonkeys.{run_dir.name}.json").read_text())
     assert report["resolved_ids"] == [ids[0]]
@@ -101,16 +93,7 @@ def test_eval_grades_gold_empty_and_broken_patches_like_the_official_harness(tmp
     assert per_instance["tests_status"]["PASS_TO_PASS"]["failure"] == ["tests/test_stats.py::test_mean"]
     gold_log = (run_dir / "logs" / ids[0] / "prediction.log").read_text()
     assert "PASSED tests/test_stats.py::test_median_even" in gold_log
-    again = cli(
-        "eval",
-        "--dataset",
-        str(dataset),
-        "--predictions",
-        str(predictions),
-        *common(repos, specs, env_cache),
-        "--run-dir",
-        str(run_dir),
-    )
+    again = cli(*args, *common(repos, specs, env_cache))
     assert again.returncode == 0, again.stderr
     verdicts = (run_dir / "verdicts.jsonl").read_text().splitlines()
     assert len(verdicts) == 4, "a rerun evaluates nothing twice"
