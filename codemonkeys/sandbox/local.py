@@ -64,6 +64,34 @@ _GIT_LOCATION = frozenset(
     {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR", "GIT_NAMESPACE"}
 )
 
+# Put in the sandbox's user site-packages, which only an interpreter running outside any venv reads (a venv turns
+# the user site off). A symlink to the venv's python (tox-current-env makes `.tox/<env>/bin/python` one) starts
+# the base interpreter outside the venv, as Python looks for pyvenv.cfg beside the path it was started by, not
+# beside the file it resolves to; this makes such an interpreter the venv's again. Python 3.6 syntax.
+VENV_HOOK_MODULE = "codemonkeys_venv_hook"
+_VENV_HOOK = """\
+# codemonkeys: {venv} for its own interpreter started by another path (a symlink to its bin/python)
+import os
+import sys
+
+
+def _activate(venv):
+    real = os.path.realpath
+    if real(sys.prefix) == real(venv) or real(sys.executable) != real(os.path.join(venv, "bin", "python")):
+        return
+    import site
+
+    base = set(real(p) for p in site.getsitepackages([sys.base_prefix, sys.base_exec_prefix]))
+    sys.path[:] = [p for p in sys.path if real(p) not in base]
+    sys.prefix = sys.exec_prefix = venv
+    for path in site.getsitepackages([venv]):
+        if os.path.isdir(path):
+            site.addsitedir(path)
+
+
+_activate({venv!r})
+"""
+
 _WORKTREE_PREFIX = "codemonkeys-wt-"
 _OWNER_FILE = "owner.pid"
 _GRACE = 0.5  # seconds to drain output after the process group is gone
@@ -308,6 +336,33 @@ def prune_stale_worktrees(repo: str) -> None:
     subprocess.run(["git", *_GIT_FLAGS, "worktree", "prune"], cwd=repo, env=env, capture_output=True)
 
 
+def venv_python_version(venv: Path) -> str | None:
+    """ "3.9" for a venv of Python 3.9, from its pyvenv.cfg or its lib/ directory; None when neither says."""
+    try:
+        for line in (venv / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("version", "version_info"):
+                parts = value.strip().split(".")
+                if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+                    return f"{parts[0]}.{parts[1]}"
+    except OSError:
+        pass
+    found = sorted((venv / "lib").glob("python3.*/site-packages"))
+    return found[0].parent.name.removeprefix("python") if found else None
+
+
+def install_venv_hook(venv: Path, home: Path) -> None:
+    """The `.pth` hook that gives a symlink to the venv's python the venv, in the user site-packages under
+    `home`: only the venv's base interpreter reads it, and only when started outside the venv."""
+    version = venv_python_version(venv)
+    if version is None:
+        return
+    site = home / ".local" / "lib" / f"python{version}" / "site-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{VENV_HOOK_MODULE}.py").write_text(_VENV_HOOK.format(venv=str(venv)), encoding="utf-8")
+    (site / f"{VENV_HOOK_MODULE}.pth").write_text(f"import {VENV_HOOK_MODULE}\n", encoding="utf-8")
+
+
 class LocalSandbox(Sandbox):
     """A detached git worktree of the problem's repo plus a scratch dir (HOME, TMPDIR, scripts) beside it."""
 
@@ -369,6 +424,8 @@ class LocalSandbox(Sandbox):
             env["PATH"] = os.pathsep.join([str(Path(venv) / "bin"), env["PATH"]])
             env["VIRTUAL_ENV"] = str(venv)
             env.pop("PYTHONHOME", None)
+            env.pop("PYTHONUSERBASE", None)  # the user site is HOME's, where the hook is, as tox (keeping HOME) sees it
+            install_venv_hook(Path(venv), self.scratch / "home")
         self._env = env
         if self._python == "python" and venv:
             self._python = shlex.quote(str(Path(venv) / "bin" / "python"))

@@ -322,3 +322,36 @@ async def test_the_local_sandbox_runs_in_a_venv(tmp_path: Path, widget_repo: tup
         await provider.aclose()
     with pytest.raises(Exception, match="not a virtualenv"):
         LocalProvider(SandboxSpec(repo_path=str(repo), commit=commits[0], settings=SandboxSettings(venv=str(tmp_path))))
+
+
+async def test_a_symlink_to_the_venv_python_runs_in_the_venv(
+    tmp_path: Path, widget_repo: tuple[Path, list[str]]
+) -> None:
+    """tox --current-env runs `.tox/<env>/bin/python`, a symlink to the venv's python, with only HOME and PATH of
+    the sandbox's environment: Python looks for pyvenv.cfg beside the symlink, so without the sandbox's hook the
+    base interpreter starts without the venv's packages (sphinx's official test command failed so)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    (site / "only_in_the_venv.py").write_text("WHERE = 'venv'\n")
+    repo, commits = widget_repo
+    provider = LocalProvider(
+        SandboxSpec(repo_path=str(repo), commit=commits[0], settings=SandboxSettings(kind="local", venv=str(venv)))
+    )
+    try:
+        box = await provider.open("symlink")
+        try:
+            probe = "import sys, only_in_the_venv; print(sys.prefix, only_in_the_venv.WHERE)"
+            command = (
+                'mkdir -p .tox/py/bin && ln -s "$VIRTUAL_ENV/bin/python" .tox/py/bin/python && '
+                f'env -i HOME="$HOME" PATH="$PWD/.tox/py/bin:/usr/bin:/bin" python -c "{probe}"'
+            )
+            run = await box.run(command, 60)
+            assert run.exit_code == 0, run.output
+            assert run.output.split() == [str(venv), "venv"]
+            direct = await box.run(f'python -c "{probe}"', 60)
+            assert direct.exit_code == 0 and direct.output.split() == [str(venv), "venv"], direct.output
+        finally:
+            await box.close()
+    finally:
+        await provider.aclose()
