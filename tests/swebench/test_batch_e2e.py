@@ -204,3 +204,23 @@ def test_a_local_ray_cluster_gives_the_same_predictions(tmp_path: Path, env_cach
     assert len(patches(tmp_path / "ray")) == 3
     usage = _usage_per_instance(tmp_path / "ray")
     assert set(usage) == set(ids), "every Ray task's calls land in the shared usage.jsonl"
+
+
+def test_the_run_budget_holds_across_ray_workers(tmp_path: Path, env_cache: Path) -> None:
+    """Three worker processes share one budget: each reads every worker's spend from usage.jsonl before a
+    call, so together they stop near the budget, not at three times it."""
+    ids = [f"acme__calc-{n}" for n in range(40, 46)]
+    repos, dataset, specs, _ = make_benchmark(tmp_path, ids)
+    config = tmp_path / "prices.toml"
+    config.write_text("[models.prices]\n'openai/right' = [20.0, 20.0]\n'openai/wrong' = [20.0, 20.0]\n")
+    run_dir = tmp_path / "run"
+    budget = 0.5
+    with FakeModelServer(oracle, latency=0.05) as server:
+        args = solve_args(dataset, repos, specs, env_cache, server, run_dir)
+        proc = cli(*args, "--workers", "3", "--executor", "ray", "--budget", str(budget), "--config", str(config))
+    assert proc.returncode == 1, proc.stderr
+    assert "the run's budget is spent" in proc.stderr
+    costs = [json.loads(line)["cost_usd"] for line in (run_dir / "usage.jsonl").read_text().splitlines()]
+    assert len({json.loads(line)["instance"] for line in (run_dir / "usage.jsonl").read_text().splitlines()}) > 1
+    assert sum(costs) <= budget + 6 * max(costs), f"spent {sum(costs):.3f} of {budget}"
+    assert sum(costs) >= budget * 0.5
