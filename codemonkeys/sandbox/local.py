@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import hashlib
 import logging
 import os
 import shlex
@@ -287,16 +289,30 @@ def _repo_lock(repo: str) -> asyncio.Lock:
     return locks.setdefault(repo, asyncio.Lock())
 
 
+def _lock_file(repo: str) -> Path:
+    git_dir = Path(repo, ".git")
+    if git_dir.is_dir():
+        return git_dir / "codemonkeys-worktrees.lock"
+    return Path(tempfile.gettempdir()) / f"codemonkeys-worktrees-{hashlib.sha1(repo.encode()).hexdigest()[:16]}.lock"
+
+
 async def _git_locked(repo: str, *args: str) -> str:
-    """A git command on the shared repository, serialized here and retried when another process holds git's lock."""
+    """A git command that rewrites the shared repository's worktree list: serialized within this event loop and,
+    through a file lock, across processes (batch workers, Ray tasks), whose `worktree add` and `remove` would
+    otherwise race on the same .git/worktrees entries. Retried when git's own lock is held."""
     async with _repo_lock(repo):
-        for attempt in range(20):
-            try:
-                return await _git(*args, cwd=repo)
-            except SandboxError as exc:
-                if attempt == 19 or not any(s in str(exc).lower() for s in _LOCK_ERRORS):
-                    raise
-            await asyncio.sleep(0.05 * (attempt + 1))
+        fd = os.open(_lock_file(repo), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            for attempt in range(20):
+                try:
+                    return await _git(*args, cwd=repo)
+                except SandboxError as exc:
+                    if attempt == 19 or not any(s in str(exc).lower() for s in _LOCK_ERRORS):
+                        raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        finally:
+            os.close(fd)
     raise AssertionError("unreachable")
 
 
@@ -555,15 +571,19 @@ class LocalSandbox(Sandbox):
         self._closed = True
         if self._on_close is not None:
             self._on_close(self)
+        removed = False
         try:
             if self.tree.exists():
                 await _git_locked(self.repo, "worktree", "remove", "--force", str(self.tree))
+                removed = True
         except SandboxError as exc:
             log.warning("could not remove worktree %s: %s", self.tree, exc)
         finally:
             shutil.rmtree(self.home, ignore_errors=True)
-            with contextlib.suppress(SandboxError):
-                await _git_locked(self.repo, "worktree", "prune")
+            if not removed:
+                # `worktree remove` drops its own entry; only a tree that vanished or would not go leaves one.
+                with contextlib.suppress(SandboxError):
+                    await _git_locked(self.repo, "worktree", "prune")
 
 
 class LocalProvider(SandboxProvider):
