@@ -195,8 +195,9 @@ async def build_envs(instances: Sequence[SWEInstance], settings: Settings) -> di
             results[key] = str(exc)
             return JobOutcome(instance_id=key, status="failed", ok=False, error=str(exc))
         results[key] = ""
-        deviations = "; ".join(prepared.manifest.deviations)
-        return JobOutcome(instance_id=key, status=f"ready at {prepared.manifest.location}", ok=True, error=deviations)
+        manifest = prepared.manifest
+        deviations = f" ({len(manifest.deviations)} deviation(s) from the spec)" if manifest.deviations else ""
+        return JobOutcome(instance_id=key, status="ready", ok=True, detail=f"at {manifest.location}{deviations}")
 
     items = [(key, lambda key=key, inst=inst: one(key, inst)) for key, inst in firsts.items()]
     with progress:

@@ -48,7 +48,9 @@ def eval_script(instance: SWEInstance, spec: EnvSpec, test_patch_path: str) -> s
     after the candidate patch is applied, its environment already on PATH. Only the spec's own commands reach
     the shell unquoted."""
     test_files = get_modified_files(instance.test_patch) if instance.test_patch.strip() else []
-    reset = f"git checkout {_quoted([instance.base_commit, '--', *test_files])}" if test_files else ""
+    # HEAD, not base_commit: the sandbox's pristine commit is the instance's tree, but a docker repo image or a
+    # tree after setup holds it as a commit of its own, where base_commit does not exist.
+    reset = f"git checkout {_quoted(['HEAD', '--', *test_files])}" if test_files else ""
     # One stream, so the markers and the test output (django's runner writes to stderr) stay in order.
     lines = ["#!/bin/bash", "set -uo pipefail", "exec 2>&1", *spec.eval_commands]
     lines += [

@@ -39,6 +39,7 @@ class JobOutcome(BaseModel):
     skipped: bool = False
     cost_usd: float = 0.0
     error: str = ""
+    detail: str = ""
     stop_batch: str = ""
 
 

@@ -87,7 +87,8 @@ class BatchProgress:
     def _finished_line(self, outcome: JobOutcome) -> str:
         what = "already done" if outcome.skipped else outcome.status.replace("_", " ")
         why = f" ({outcome.error.splitlines()[0][:200]})" if outcome.error and not outcome.ok else ""
-        return f"{outcome.instance_id}: {what}{why} | {self.line()}"
+        detail = f" {outcome.detail}" if outcome.detail else ""
+        return f"{outcome.instance_id}: {what}{detail}{why} | {self.line()}"
 
     def _refresh(self) -> None:
         if self.live is not None:

@@ -181,12 +181,6 @@ def test_eval_in_docker_grades_gold_empty_and_a_broken_patch(
     assert left_behind(docker_client, pid, labels) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the docker sandbox's repository has no base_commit (a fresh `git init` of the tree), "
-    "so the official eval script's `git checkout <base_commit> -- <test files>` fails and a prediction that "
-    "edits the instance's test file keeps the test patch from applying; --env local resolves it",
-)
 def test_a_prediction_that_edits_the_test_file_is_graded_as_locally(
     base_image: str, bench: tuple[Path, Path, Path, dict[str, str]], env_cache: Path, tmp_path: Path
 ) -> None:

@@ -46,15 +46,17 @@ async def test_a_stop_outcome_starts_no_more_instances() -> None:
 
 
 def test_progress_counts_and_plain_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    progress = BatchProgress(4, lambda: 1.5)
+    progress = BatchProgress(5, lambda: 1.5)
     with progress:
         progress.start("a")
         progress.start("b")
         progress.finish(JobOutcome(instance_id="a", status="patched", ok=True))
         progress.finish(JobOutcome(instance_id="b", status="failed", ok=False, error="env did not build\nmore"))
         progress.finish(JobOutcome(instance_id="c", status="patched", ok=True, skipped=True))
+        progress.finish(JobOutcome(instance_id="acme__calc-0.1", status="ready", ok=True, detail="at env-acme__calc:1"))
     err = capsys.readouterr().err
-    assert "a: patched | 1/4 instances · done 1 · failed 0 · running 1 · $1.50" in err
-    assert "b: failed (env did not build) | 2/4 instances · done 1 · failed 1 · running 0" in err
+    assert "a: patched | 1/5 instances · done 1 · failed 0 · running 1 · $1.50" in err
+    assert "b: failed (env did not build) | 2/5 instances · done 1 · failed 1 · running 0" in err
     assert "c: already done |" in err and "already done 1" in err
+    assert "acme__calc-0.1: ready at env-acme__calc:1 |" in err, "a detail is shown as it is"
     assert progress.eta() != "-", "two instances worked, one left: an ETA is known"

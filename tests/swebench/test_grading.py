@@ -263,7 +263,7 @@ def test_every_records_eval_script_is_valid_bash_in_the_official_order(
         assert checked.returncode == 0, checked.stderr
         lines = script.splitlines()
         reset = next(line for line in lines if line.startswith("git checkout"))
-        assert reset.startswith(f"git checkout {instance.base_commit} -- ")
+        assert reset.startswith("git checkout HEAD -- ")
         assert lines.index(reset) < lines.index("git apply -v .codemonkeys-eval/test.patch")
         start, end = lines.index(f"echo '{START}'"), lines.index(f"echo '{END}'")
         assert lines[start + 1].startswith(spec.test_cmd) and end == start + 2
