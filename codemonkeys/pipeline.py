@@ -200,6 +200,7 @@ async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider
             stops.append(outcome)
         elif isinstance(outcome, BaseException):
             log.error("generation: trajectory %d failed: %s", i, crash_message(outcome))
+            job.ended_early.append(f"trajectory {i} crashed, no candidate: {crash_message(outcome)}")
         else:
             results.append(outcome)
     if stops:
