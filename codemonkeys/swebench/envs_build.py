@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from codemonkeys.swebench.envs_helper import NOT_ON_INDEX
 from codemonkeys.swebench.models import EnvSpec
 
 HELPER = Path(__file__).with_name("envs_helper.py")
@@ -201,10 +202,20 @@ def install_groups(spec: EnvSpec) -> tuple[list[dict], list[str]]:
     groups = [
         {"name": "pip", "lines": ["pip"], "args": ["--upgrade"], "optional": True},
         {"name": "packages", "lines": package_names(spec)},
-        {"name": "requirements", "lines": lines},
+        {"name": "requirements", "lines": lines, "conda": spec.packages.strip() == "environment.yml"},
         {"name": "pip_packages", "lines": spec.pip_packages},
     ]
     return groups, dropped
+
+
+def left_out(choices: list[dict]) -> list[str]:
+    """Deviations for the environment.yml packages the helper left out, not being on the package index."""
+    marker = NOT_ON_INDEX.split("{python}")[0]
+    return [
+        f"{choice['requested']}: {choice['note']} (conda would have installed it)"
+        for choice in choices
+        if str(choice.get("note", "")).startswith(marker)
+    ]
 
 
 def git_files(repo_path: Path, commit: str) -> list[str]:

@@ -27,6 +27,7 @@ from codemonkeys.swebench.envs_build import (
     EnvBuildError,
     host_pip_index,
     install_groups,
+    left_out,
     split_pre_install,
 )
 from codemonkeys.swebench.models import EnvManifest, EnvSpec
@@ -206,6 +207,7 @@ def _build(
             client, images.BASE_IMAGE, partial, images.REPO_WORKDIR, steps, labels, _context(files), log.line
         )
         report = log.report() or {}
+        deviations += left_out(report.get("choices", []))
         manifest = EnvManifest(
             key=spec.key,
             kind="docker",

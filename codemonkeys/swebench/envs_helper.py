@@ -6,7 +6,8 @@ free of this package's imports and of syntax newer than 3.6.
       Installs groups of requirement lines with this interpreter's pip. A group is tried whole first, then
       line by line; a pin `name==X` that does not install is replaced by the nearest version pip offers for
       this interpreter that does (versions with a build for it first, source-only ones after). A group marked
-      `constrain` may only add what agrees with the versions already installed.
+      `constrain` may only add what agrees with the versions already installed; in a group marked `conda`
+      (an environment.yml's), a package the index has no version of at all is left out with a note.
   python envs_helper.py detach TREE NAME...
       Removes what installing the repository at TREE put in the environment for the repository itself (its
       dependencies stay): distributions named NAME or pointing into TREE. Their console scripts are left as
@@ -30,6 +31,7 @@ MAX_TRIES = 4
 REPORT_MARK = "CODEMONKEYS-REPORT "
 PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*===?\s*([^\s;,#]+)\s*(;.*)?$")
 NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+NOT_ON_INDEX = "a conda package the package index has no version of for {python}: left out"
 EXTENSION_MARKS = re.compile(r"ext_modules|Extension\(|cythonize|get_extensions|numpy\.distutils|build_ext")
 
 
@@ -172,6 +174,12 @@ def install_lines_of(group, lines, options, choices, failed):
             continue
         if group.get("optional"):
             note = "optional, did not install: kept what the environment had"
+            choices.append({"requested": line, "installed": "", "note": note})
+            continue
+        name = NAME.match(line)
+        if group.get("conda") and name and not offered(name.group(1), options, False):
+            # A conda package (environment.yml) that the package index has no version of for this interpreter.
+            note = NOT_ON_INDEX.format(python=f"Python {sys.version_info[0]}.{sys.version_info[1]}")
             choices.append({"requested": line, "installed": "", "note": note})
             continue
         pin = PIN.match(line)

@@ -29,6 +29,7 @@ from codemonkeys.swebench.envs_build import (
     git_files,
     host_pip_index,
     install_groups,
+    left_out,
     split_pre_install,
     top_level_package,
 )
@@ -223,6 +224,7 @@ def build(spec: EnvSpec, instance: SWEInstance, repo_path: Path, env_dir: Path, 
         failed = ", ".join(report.get("failed", [])) or log.tail(5)
         raise EnvBuildError(f"{spec.key}: could not install {failed} with Python {interpreter.version}", log.path)
     packages = [PackageChoice.model_validate(choice) for choice in report["choices"]]
+    deviations += left_out(report["choices"])
     if spec.install:
         added, notes = _install_repository(spec, instance, repo_path, env_dir, env, log)
         packages += added

@@ -43,7 +43,13 @@ SPEC_FILE_KEYS = {
 }
 # Conda package names whose PyPI name differs, and conda packages that are toolchains or system libraries with
 # no PyPI counterpart (a venv gets those from the machine, not from pip).
-CONDA_TO_PIP = {"matplotlib-base": "matplotlib", "dask-core": "dask", "pytables": "tables", "pyqt": "PyQt5"}
+CONDA_TO_PIP = {
+    "matplotlib-base": "matplotlib",
+    "dask-core": "dask",
+    "pytables": "tables",
+    "pyqt": "PyQt5",
+    "iris": "scitools-iris",  # PyPI's `iris` is another project
+}
 CONDA_ONLY = {
     "c-compiler",
     "compilers",

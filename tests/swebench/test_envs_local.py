@@ -284,6 +284,32 @@ async def test_a_failing_install_raises_with_the_log_kept(widget_repo: tuple[Pat
     assert not (log.parent / "manifest.json").exists()
 
 
+async def test_a_conda_package_not_on_the_index_is_left_out_with_a_deviation(
+    widget_repo: tuple[Path, list[str]], env_cache: Path
+) -> None:
+    """environment.yml dependencies are conda packages: one PyPI has no version of (xarray's cdms2) is left out
+    and said so, as conda would have installed it; the build goes on. A requirements.txt's is still an error."""
+    repo, commits = widget_repo
+    missing = "codemonkeys-no-such-package-7f3a"
+    conda = spec(
+        "3.11",
+        version="conda",
+        install="",
+        packages="environment.yml",
+        requirements=["iniconfig==2.0.0", "pytest==8.3.3", missing],
+    )
+    manifest = await ensure_environment(conda, instance(commits[0]), repo, settings_for(env_cache))
+    assert choice(manifest, "iniconfig==2.0.0")[0] == "iniconfig==2.0.0"
+    installed, note = choice(manifest, missing)
+    assert installed == "" and "no version of for Python 3.11" in note
+    assert [d for d in manifest.deviations if d.startswith(missing)] == [
+        f"{missing}: {note} (conda would have installed it)"
+    ]
+    pip = spec("3.11", version="pip", install="", packages="requirements.txt", requirements=[missing])
+    with pytest.raises(EnvBuildError, match=missing):
+        await ensure_environment(pip, instance(commits[0]), repo, settings_for(env_cache))
+
+
 async def test_a_failing_smoke_check_raises_and_is_not_reused(
     widget_repo: tuple[Path, list[str]], env_cache: Path
 ) -> None:

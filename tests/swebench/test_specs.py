@@ -219,6 +219,15 @@ def test_environment_yml_becomes_pip_requirements(instances: dict[str, SWEInstan
     assert get_spec(matplotlib, repo_path=repo).requirements == expected
 
 
+def test_conda_names_of_other_pypi_projects_are_mapped(instances: dict[str, SWEInstance], tmp_path: Path) -> None:
+    """xarray's ci/requirements/environment.yml asks conda-forge for `iris` (SciTools Iris): PyPI's `iris` is an
+    unrelated project, which imported but made xarray's iris tests fail."""
+    repo = tmp_path / "xarray"
+    commit = commit_files(repo, {"ci/requirements/environment.yml": "dependencies:\n  - iris\n  - iris>=3.1\n"})
+    xarray = instances["pydata__xarray-4695"].model_copy(update={"environment_setup_commit": commit})
+    assert get_spec(xarray, repo_path=repo).requirements == ["scitools-iris", "scitools-iris>=3.1"]
+
+
 def test_a_broken_environment_yml_is_named(instances: dict[str, SWEInstance], tmp_path: Path) -> None:
     repo = tmp_path / "mpl"
     matplotlib = instances["matplotlib__matplotlib-24570"]
