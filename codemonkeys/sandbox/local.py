@@ -367,16 +367,25 @@ def venv_python_version(venv: Path) -> str | None:
     return found[0].parent.name.removeprefix("python") if found else None
 
 
+def venv_hook_files(venv: str) -> dict[str, str]:
+    """File name → text of the `.pth` hook that makes the venv's base interpreter, started by another path than
+    the venv's (a symlink to its python), the venv's; for a site-packages directory only that interpreter reads."""
+    return {
+        f"{VENV_HOOK_MODULE}.py": _VENV_HOOK.format(venv=venv),
+        f"{VENV_HOOK_MODULE}.pth": f"import {VENV_HOOK_MODULE}\n",
+    }
+
+
 def install_venv_hook(venv: Path, home: Path) -> None:
-    """The `.pth` hook that gives a symlink to the venv's python the venv, in the user site-packages under
-    `home`: only the venv's base interpreter reads it, and only when started outside the venv."""
+    """The venv hook in the user site-packages under `home`: only the venv's base interpreter reads it there,
+    and only when started outside the venv (a venv turns the user site off)."""
     version = venv_python_version(venv)
     if version is None:
         return
     site = home / ".local" / "lib" / f"python{version}" / "site-packages"
     site.mkdir(parents=True, exist_ok=True)
-    (site / f"{VENV_HOOK_MODULE}.py").write_text(_VENV_HOOK.format(venv=str(venv)), encoding="utf-8")
-    (site / f"{VENV_HOOK_MODULE}.pth").write_text(f"import {VENV_HOOK_MODULE}\n", encoding="utf-8")
+    for name, text in venv_hook_files(str(venv)).items():
+        (site / name).write_text(text, encoding="utf-8")
 
 
 class LocalSandbox(Sandbox):

@@ -33,6 +33,7 @@ from codemonkeys.problem import Problem
 from codemonkeys.sandbox import engine, images
 from codemonkeys.sandbox.base import SandboxError
 from codemonkeys.sandbox.factory import make_provider
+from codemonkeys.sandbox.local import venv_hook_files
 from codemonkeys.swebench import envs_docker, envs_local
 from codemonkeys.swebench.envs_build import (
     HELPER,
@@ -97,6 +98,8 @@ def _digest(spec: EnvSpec, kind: str) -> str:
     """Same recipe, kind, spec and installer → same environment."""
     digest = hashlib.sha256(f"{RECIPE}\0{kind}\0{spec.model_dump_json()}\0".encode())
     digest.update(HELPER.read_bytes())
+    if kind == "docker":  # the image holds the venv hook (the local sandbox writes its own per sandbox)
+        digest.update("".join(venv_hook_files(envs_docker.ENV_DIR).values()).encode())
     return digest.hexdigest()[:12]
 
 

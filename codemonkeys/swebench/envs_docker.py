@@ -20,6 +20,7 @@ import docker
 import docker.errors
 
 from codemonkeys.sandbox import engine, images
+from codemonkeys.sandbox.local import venv_hook_files
 from codemonkeys.swebench import python_versions
 from codemonkeys.swebench.envs_build import (
     HELPER,
@@ -179,11 +180,19 @@ def _build(
     index = host_pip_index()
     groups, dropped = install_groups(spec)
     deviations += dropped
+    hook = venv_hook_files(ENV_DIR)
     files = {
         f"{_CONTEXT}/{HELPER.name}": HELPER.read_bytes(),
         f"{_CONTEXT}/request.json": json.dumps({"groups": groups}).encode(),
         "/etc/pip.conf": index.config(_CA).encode(),
+        **{f"{_CONTEXT}/hook/{name}": text.encode() for name, text in hook.items()},
     }
+    # The base interpreter's own site-packages, which the venv does not read: a symlink to the venv's python
+    # (tox --current-env's .tox/<env>/bin/python) starts that interpreter, and the hook gives it the venv.
+    copy_hook = (
+        "import os, shutil, sys, sysconfig; "
+        "[shutil.copy(os.path.join(sys.argv[1], n), sysconfig.get_path('purelib')) for n in os.listdir(sys.argv[1])]"
+    )
     if index.cert:
         files[_CA] = Path(index.cert).read_bytes()
     log.line(f"pip.conf in the image:\n{index.config(_CA)}")
@@ -193,6 +202,7 @@ def _build(
         (f"mkdir -p {ENV_DIR} && chown {user} {ENV_DIR} && chmod -R a+rX {_CONTEXT} /etc/pip.conf", "root"),
         *[(f"timeout {seconds} bash -c {shlex.quote(command)}", "root") for command in system],
         (f"{python.path} -m venv {ENV_DIR}", ""),
+        (f"{python.path} -c {shlex.quote(copy_hook)} {_CONTEXT}/hook", "root"),
         (
             f"timeout {seconds} {ENV_DIR}/bin/python {_CONTEXT}/{HELPER.name} install "
             f"{_CONTEXT}/request.json {ENV_DIR}/codemonkeys-install.json",

@@ -162,6 +162,33 @@ async def test_a_sandbox_of_the_env_image_has_the_package_and_the_install(
         await provider.aclose()
 
 
+async def test_a_symlink_to_the_env_python_runs_in_the_env(
+    env: EnvManifest, widget: tuple[Path, list[str]], settings: Settings
+) -> None:
+    """tox --current-env runs `.tox/<env>/bin/python`, a symlink to /opt/env/bin/python, which starts the base
+    interpreter outside the venv: the hook in the base interpreter's site-packages gives it the venv (sphinx's
+    official test command found no pytest without it)."""
+    repo, commits = widget
+    problem = Problem(instance_id="acme__widget-1", repo_path=str(repo), commit=commits[0], issue="x")
+    provider = await make_provider(sandbox_settings(env, settings.sandbox), problem, "test-swebench-envs")
+    try:
+        box = await provider.open("symlink")
+        try:
+            probe = "import sys, iniconfig; print(sys.prefix, iniconfig.__file__)"
+            command = (
+                "mkdir -p .tox/py/bin && ln -s /opt/env/bin/python .tox/py/bin/python && "
+                f'env -i PATH="$PWD/.tox/py/bin:/usr/bin:/bin" python -c "{probe}"'
+            )
+            run = await box.run(command, 60)
+            assert run.exit_code == 0, run.output
+            prefix, module = run.output.split()
+            assert prefix == "/opt/env" and module.startswith("/opt/env/lib/"), run.output
+        finally:
+            await box.close()
+    finally:
+        await provider.aclose()
+
+
 async def test_an_official_image_is_used_as_it_is_when_present(
     env: EnvManifest, docker_client: docker.DockerClient, widget: tuple[Path, list[str]], settings: Settings
 ) -> None:
