@@ -27,10 +27,11 @@ def _slug(text: str) -> str:
 
 async def evaluate(prepared: Prepared, patches: dict[str, str], log_dir: Path) -> list[EvalVerdict]:
     """One verdict per patch (keyed by candidate name; "" is the submitted prediction). Every patch gets a
-    sandbox of its own, made from the instance's pristine tree."""
+    sandbox of its own, made from the instance's pristine tree. The tests get the network only when the
+    settings ask for it (`--sandbox-network`), as the official harness's containers have it."""
     instance, timeout = prepared.instance, prepared.settings.swebench.eval_timeout
     sandbox_settings = prepared.settings.sandbox.model_copy(
-        update={"sandbox_network": False, "output_limit": EVAL_OUTPUT_LIMIT, "test_timeout": timeout}
+        update={"output_limit": EVAL_OUTPUT_LIMIT, "test_timeout": timeout}
     )
     verdicts: list[EvalVerdict] = []
     empty = {name: patch for name, patch in patches.items() if not patch.strip()}
