@@ -20,19 +20,19 @@ from codemonkeys.sandbox.local import LocalProvider
 
 async def main(repo, commit):
     spec = SandboxSpec(repo_path=repo, commit=commit, run_label="procs", settings=SandboxSettings(kind="local"))
-    provider = LocalProvider(spec)
-    await provider.prepare()
 
     async def cycle(n):
-        for i in range(6):
+        for i in range(15):
+            provider = LocalProvider(spec)  # a new problem: its start-up prunes stale worktrees
+            await provider.prepare()
             sandbox = await provider.open(f"s{n}-{i}")
             try:
                 assert (await sandbox.run("test -f calc/stats.py", 30)).exit_code == 0
             finally:
                 await sandbox.close()
+                await provider.aclose()
 
     await asyncio.gather(*(cycle(n) for n in range(3)))
-    await provider.aclose()
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """

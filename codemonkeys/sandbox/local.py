@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from codemonkeys.jsonfiles import file_lock
 from codemonkeys.sandbox.base import (
     ExecResult,
     PatchError,
@@ -327,7 +328,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def prune_stale_worktrees(repo: str) -> None:
-    """Removes worktrees a killed run left behind: ours (by name) whose owning process is gone."""
+    """Removes worktrees a killed run left behind: ours (by name) whose owning process is gone. Under the
+    worktree lock: a prune while another process is between creating a worktree's entry and locking it would
+    delete the entry under it."""
+    with file_lock(_lock_file(repo)):
+        _prune_stale_worktrees(repo)
+
+
+def _prune_stale_worktrees(repo: str) -> None:
     env = _git_environment()
     listing = subprocess.run(
         ["git", *_GIT_FLAGS, "worktree", "list", "--porcelain"], cwd=repo, env=env, capture_output=True, text=True
