@@ -25,7 +25,6 @@ import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from codemonkeys.jsonfiles import file_lock
 from codemonkeys.sandbox.base import (
     ExecResult,
     PatchError,
@@ -330,9 +329,17 @@ def _pid_alive(pid: int) -> bool:
 def prune_stale_worktrees(repo: str) -> None:
     """Removes worktrees a killed run left behind: ours (by name) whose owning process is gone. Under the
     worktree lock: a prune while another process is between creating a worktree's entry and locking it would
-    delete the entry under it."""
-    with file_lock(_lock_file(repo)):
+    delete the entry under it. Never waits for the lock (it runs on the event loop, where a holder in this
+    process could not finish): when worktrees are being added or removed right now, the next provider prunes."""
+    fd = os.open(_lock_file(repo), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
         _prune_stale_worktrees(repo)
+    finally:
+        os.close(fd)
 
 
 def _prune_stale_worktrees(repo: str) -> None:
