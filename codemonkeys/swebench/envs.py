@@ -40,6 +40,7 @@ from codemonkeys.swebench.envs_build import (
     BuildLog,
     EnvBuildError,
     git_files,
+    scm_version_env,
     smoke_test_file,
     top_level_package,
 )
@@ -61,8 +62,12 @@ def cache_root(settings: Settings) -> Path:
     return settings.swebench.env_cache or images.cache_dir() / "envs"
 
 
-def sandbox_settings(manifest: EnvManifest, sandbox: SandboxSettings) -> SandboxSettings:
-    """`sandbox` changed so that `make_provider` gives sandboxes running in the manifest's environment."""
+def sandbox_settings(
+    manifest: EnvManifest, sandbox: SandboxSettings, instance: SWEInstance | None = None, repo_path: Path | None = None
+) -> SandboxSettings:
+    """`sandbox` changed so that `make_provider` gives sandboxes running in the manifest's environment. With
+    the instance and its clone, a docker env image's setup gets the version setuptools_scm would compute in
+    the clone: the tree it installs is copied without its history."""
     if manifest.kind == "local":
         update: dict[str, object] = {
             "kind": "local",
@@ -83,12 +88,14 @@ def sandbox_settings(manifest: EnvManifest, sandbox: SandboxSettings) -> Sandbox
             "venv": None,
         }
     else:
+        setup = envs_docker.setup_command(manifest.spec)
+        version = scm_version_env(instance.repo, repo_path, instance.base_commit) if instance and repo_path else None
         update = {
             "kind": "docker",
             "image": manifest.location,
             "workdir": None,
             "command_prefix": envs_docker.ENV_PREFIX,
-            "setup": envs_docker.setup_command(manifest.spec),
+            "setup": f"export {version} && {setup}" if setup and version else setup,
             "venv": None,
         }
     return sandbox.model_copy(update=update)
@@ -163,7 +170,7 @@ async def _smoke(manifest: EnvManifest, instance: SWEInstance, repo_path: Path, 
         commit=instance.base_commit,
         issue=instance.problem_statement or "smoke check",
     )
-    sandbox = sandbox_settings(manifest, settings.sandbox)
+    sandbox = sandbox_settings(manifest, settings.sandbox, instance, repo_path)
     try:
         provider = await make_provider(sandbox, problem, f"envsmoke-{manifest.key}"[:60])
     except (SandboxError, OSError) as exc:

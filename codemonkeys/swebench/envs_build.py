@@ -3,6 +3,7 @@ it, how a spec's `pre_install` commands divide, and the repository facts the smo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -216,6 +217,49 @@ def left_out(choices: list[dict]) -> list[str]:
         for choice in choices
         if str(choice.get("note", "")).startswith(marker)
     ]
+
+
+_SCM_MARKS = ("setuptools_scm", "setuptools-scm", "use_scm_version")
+_SCM_TAG = re.compile(r"^(?:[\w-]+-)?[vV]?(?P<version>\d+(?:\.\d+){0,2}[^+]*)(?:\+.*)?$")
+
+
+def scm_version_env(repo: str, repo_path: Path, commit: str) -> str | None:
+    """`SETUPTOOLS_SCM_PRETEND_VERSION_FOR_<NAME>=<version>` for a repository versioned by setuptools_scm: the
+    version it computes in a clone with the tags (default scheme: the tag at the commit, else the tag's last
+    number bumped, `.dev<distance>+g<hash>`). A tree copied without its history (the docker sandbox makes a
+    fresh repository of it) would otherwise be version 0.1.dev1 (pytest's `minversion` check then fails).
+    None when the repository does not use setuptools_scm or no tag precedes the commit."""
+    shown = [
+        subprocess.run(["git", "show", f"{commit}:{name}"], cwd=repo_path, capture_output=True, text=True)
+        for name in ("setup.py", "setup.cfg", "pyproject.toml")
+    ]
+    if not any(out.returncode == 0 and any(mark in out.stdout for mark in _SCM_MARKS) for out in shown):
+        return None
+    described = subprocess.run(
+        ["git", "describe", "--tags", "--long", "--match", "*[0-9]*", commit],
+        cwd=repo_path,
+        capture_output=True,
+        text=True,
+    )
+    found = re.fullmatch(r"(?P<tag>.+)-(?P<distance>\d+)-g(?P<node>[0-9a-f]+)", described.stdout.strip())
+    tag = _SCM_TAG.match(found["tag"]) if found else None
+    if not found or not tag:
+        return None
+    version = tag["version"]
+    with contextlib.suppress(ImportError, ValueError):
+        from packaging.version import Version
+
+        version = str(Version(version))
+    if int(found["distance"]):
+        bumped = re.sub(r"\.dev\d*$", "", version)
+        last = re.fullmatch(r"(.*?)(\d+)", bumped) if bumped == version else None
+        if last:
+            bumped = f"{last[1]}{int(last[2]) + 1}"
+        elif bumped == version:
+            return None
+        version = f"{bumped}.dev{found['distance']}+g{found['node']}"
+    name = re.sub(r"[-_.]+", "_", repo.split("/")[-1]).upper()
+    return f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{name}={shlex.quote(version)}"
 
 
 def git_files(repo_path: Path, commit: str) -> list[str]:

@@ -56,5 +56,5 @@ async def prepare(instance: SWEInstance, settings: Settings) -> Prepared:
         raise PrepareError(f"{iid}: the environment did not build: {exc} (log: {exc.log_path})") from exc
     except (RepoError, SpecError) as exc:
         raise PrepareError(f"{iid}: {exc}") from exc
-    sandbox = sandbox_settings(manifest, settings.sandbox)
+    sandbox = sandbox_settings(manifest, settings.sandbox, instance, repo_path)
     return Prepared(instance, repo_path, spec, manifest, settings.model_copy(update={"sandbox": sandbox}))
