@@ -99,19 +99,26 @@ class EvalJob(BaseModel):
 
 
 async def eval_job(job: EvalJob, settings: Settings) -> list[EvalVerdict]:
+    """Verdicts for the job's patches. An empty patch is counted and never run, as the official harness does,
+    so it needs no repository or environment: an instance with only empty patches builds nothing."""
     from codemonkeys.swebench.evaluate import evaluate
 
     assert settings.run_dir is not None
+    iid = job.instance.instance_id
+    empty = [EvalVerdict(instance_id=iid, candidate=name) for name, patch in job.patches.items() if not patch.strip()]
+    rest = job.model_copy(update={"patches": {name: p for name, p in job.patches.items() if p.strip()}})
+    if not rest.patches:
+        return empty
     try:
         prepared = await prepare(job.instance, settings)
     except PrepareError as exc:
         log.error("%s", exc)
-        return _errors(job, str(exc))
+        return empty + _errors(rest, str(exc))
     try:
-        return await evaluate(prepared, job.patches, Path(settings.run_dir) / "logs")
+        return empty + await evaluate(prepared, rest.patches, Path(settings.run_dir) / "logs")
     except Exception as exc:
-        log.exception("%s: evaluation crashed", job.instance.instance_id)
-        return _errors(job, crash_message(exc))
+        log.exception("%s: evaluation crashed", iid)
+        return empty + _errors(rest, crash_message(exc))
 
 
 def _errors(job: EvalJob, why: str) -> list[EvalVerdict]:

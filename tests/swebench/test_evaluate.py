@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import NoReturn
 
@@ -11,7 +12,8 @@ from codemonkeys.config import SandboxSettings, Settings
 from codemonkeys.sandbox.base import SandboxError
 from codemonkeys.swebench import evaluate as evaluate_module
 from codemonkeys.swebench.evaluate import evaluate
-from codemonkeys.swebench.models import EnvManifest, EnvSpec, SWEInstance
+from codemonkeys.swebench.jobs import EvalJob, eval_job
+from codemonkeys.swebench.models import EnvManifest, EnvSpec, EvalVerdict, SWEInstance
 from codemonkeys.swebench.prepare import Prepared
 
 SPEC = EnvSpec(repo="acme/widget", version="1.0", python="3.11", test_cmd="pytest -rA", log_parser="parse_log_pytest")
@@ -48,3 +50,26 @@ async def test_the_sandbox_network_setting_reaches_the_eval_sandboxes(
     assert [v.error for v in verdicts] == ["the sandbox did not start: no sandbox in this test"]
     assert [s.sandbox_network for s in seen] == [network]
     assert seen[0].test_timeout == settings.swebench.eval_timeout
+
+
+async def test_empty_patches_are_graded_without_building_anything(tmp_path: Path) -> None:
+    """The official harness counts an empty patch and never runs it: no repository or environment is needed,
+    so an instance whose repository is nowhere still gets its empty verdicts, and a non-empty patch of it the
+    preparation's error."""
+    lost = INSTANCE.model_copy(update={"repo": "acme/nowhere"})
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "repos" / "acme+nowhere.git")], check=True)
+    settings = Settings.model_validate(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "swebench": {"env": "local", "repos_dir": str(tmp_path / "repos"), "env_cache": str(tmp_path / "envs")},
+        }
+    )
+    only_empty = await eval_job(EvalJob(instance=lost, patches={"": "", "candidate-1": "\n"}), settings)
+    assert only_empty == [
+        EvalVerdict(instance_id=lost.instance_id, candidate=""),
+        EvalVerdict(instance_id=lost.instance_id, candidate="candidate-1"),
+    ]
+    mixed = await eval_job(EvalJob(instance=lost, patches={"": "", "candidate-1": PATCH}), settings)
+    assert mixed[0] == EvalVerdict(instance_id=lost.instance_id, candidate="")
+    assert mixed[1].candidate == "candidate-1" and mixed[1].patch_exists and "is not in" in mixed[1].error
+    assert not (tmp_path / "envs").exists()
