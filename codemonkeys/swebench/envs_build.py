@@ -180,20 +180,10 @@ def split_pre_install(commands: list[str]) -> tuple[list[str], list[str]]:
     return system, tree
 
 
-def package_names(spec: EnvSpec) -> list[str]:
-    """`packages` given as names (conda style, `numpy=1.19` meaning `numpy==1.19`) rather than a file name."""
-    if not spec.packages.strip() or re.search(r"\.(txt|ya?ml)$", spec.packages.strip()):
-        return []
-    names = []
-    for word in shlex.split(spec.packages):
-        if not re.match(r"python\b", word):
-            names.append(re.sub(r"(?<![<>=!~])=(?!=)", "==", word))
-    return names
-
-
 def install_groups(spec: EnvSpec) -> tuple[list[dict], list[str]]:
     """The helper's install request, in the official order (pip itself first, brought up to date where it can
-    be), and the requirement lines left out because they install the repository itself."""
+    be), and the requirement lines left out because they install the repository itself. `packages` given as
+    names is already in `requirements` (the spec adapter maps conda names), so it is not installed twice."""
     lines = [line for line in spec.requirements if not _SELF_INSTALL.match(line.strip())]
     dropped = [
         f"requirement `{line.strip()}` installs the repository itself: left to the per-commit setup"
@@ -202,7 +192,6 @@ def install_groups(spec: EnvSpec) -> tuple[list[dict], list[str]]:
     ]
     groups = [
         {"name": "pip", "lines": ["pip"], "args": ["--upgrade"], "optional": True},
-        {"name": "packages", "lines": package_names(spec)},
         {"name": "requirements", "lines": lines, "conda": spec.packages.strip() == "environment.yml"},
         {"name": "pip_packages", "lines": spec.pip_packages},
     ]
