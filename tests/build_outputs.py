@@ -173,7 +173,7 @@ def download_wheels(cache: Path) -> list[Path]:
     return sorted(target.glob("*.whl"))
 
 
-def _unpack(sdist: Path, dest: Path) -> Path:
+def unpack_sdist(sdist: Path, dest: Path) -> Path:
     """The sdist's single top directory as `dest`, without what only an sdist has (PKG-INFO, egg-info)."""
     scratch = dest.with_name(dest.name + ".unpack")
     shutil.rmtree(scratch, ignore_errors=True)
@@ -209,7 +209,7 @@ def scm_repo(cache: Path) -> BuildRepo:
     if not (path / ".git").is_dir():
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _unpack(download_sdist(cache, *SCM_SDIST), path)
+        unpack_sdist(download_sdist(cache, *SCM_SDIST), path)
         (path / "src" / "pluggy" / "_version.py").unlink()
         if "src/pluggy/_version.py" not in (path / ".gitignore").read_text().splitlines():
             raise RuntimeError("pluggy's .gitignore no longer ignores its version file")
@@ -242,7 +242,7 @@ def ext_repo(cache: Path) -> BuildRepo:
     if not (path / ".git").is_dir():
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _unpack(download_sdist(cache, *EXT_SDIST), path)
+        unpack_sdist(download_sdist(cache, *EXT_SDIST), path)
         if not (path / "src" / "markupsafe" / "_speedups.c").is_file() or list(path.rglob("*.so")):
             raise RuntimeError("the MarkupSafe sdist no longer has just the C source of its extension")
         (path / ".gitignore").write_text(EXT_GITIGNORE)

@@ -26,10 +26,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.build_outputs import unpack_sdist
 
 SDIST = ("sympy", "1.12")
 REPO = "sympy/sympy"
@@ -149,20 +150,6 @@ def download_sdist(cache: Path, name: str, version: str) -> Path:
     return found[0]
 
 
-def _unpack(sdist: Path, dest: Path) -> None:
-    """The sdist's single top directory as `dest`, without what only an sdist has (PKG-INFO, egg-info)."""
-    scratch = dest.with_name(dest.name + ".unpack")
-    shutil.rmtree(scratch, ignore_errors=True)
-    with tarfile.open(sdist) as tar:
-        tar.extractall(scratch, filter="data")
-    (top,) = scratch.iterdir()
-    top.rename(dest)
-    scratch.rmdir()
-    (dest / "PKG-INFO").unlink(missing_ok=True)
-    for info in dest.glob("*.egg-info"):
-        shutil.rmtree(info)
-
-
 def _git(repo: Path, *args: str) -> str:
     return _run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo, env={**os.environ, **GIT_ENV})
 
@@ -190,7 +177,7 @@ def make_sympy_benchmark(root: Path, cache: Path, ids: list[str]) -> SdistBenchm
     repos = root / "repos"
     repos.mkdir(parents=True)
     repo = repos / "sympy+sympy"
-    _unpack(download_sdist(cache, *SDIST), repo)
+    unpack_sdist(download_sdist(cache, *SDIST), repo)
     assert RELEASED in (repo / SOURCE).read_text(), "sympy's _replace is not what the bug expects"
     assert ANCHOR in (repo / TEST_FILE).read_text()
     assert not (repo / "bin" / "test").exists(), "the sdist has a bin/test now: use it"
