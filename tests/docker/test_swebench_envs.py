@@ -21,9 +21,9 @@ from codemonkeys.sandbox.docker import DockerProvider
 from codemonkeys.sandbox.factory import make_provider
 from codemonkeys.swebench import envs_docker
 from codemonkeys.swebench.envs import EnvBuildError, ensure_environment, sandbox_settings
-from codemonkeys.swebench.models import EnvManifest, EnvSpec, SWEInstance
+from codemonkeys.swebench.models import EnvManifest, EnvSpec
 from tests.docker.conftest import make_repo
-from tests.swebench.test_envs_local import SETUP_PY, TEST_PATCH, TEST_WIDGET, WIDGET, git
+from tests.swebench.test_envs_local import SETUP_PY, TEST_WIDGET, WIDGET, git, instance
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -80,18 +80,6 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "swebench": {"env": "docker", "env_cache": str(cache), "image_template": TEMPLATE},
             "sandbox": {"kind": "docker", "max_containers": 4},
         }
-    )
-
-
-def instance(commit: str, number: int) -> SWEInstance:
-    return SWEInstance(
-        instance_id=f"acme__widget-{number}",
-        repo="acme/widget",
-        base_commit=commit,
-        problem_statement="widget is broken",
-        version="1.0",
-        test_patch=TEST_PATCH,
-        FAIL_TO_PASS=["tests/test_widget.py::test_version"],
     )
 
 
