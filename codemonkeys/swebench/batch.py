@@ -128,15 +128,9 @@ async def run_eval(
         for verdict in verdicts:
             append_jsonl(verdicts_path, verdict.model_dump())
             known[(verdict.instance_id, verdict.candidate)] = verdict
-        first = verdicts[0] if verdicts else None
-        status = "error" if first is None or any(v.error for v in verdicts) else "evaluated"
+        error = next((v.error for v in verdicts if v.error), "" if verdicts else "no verdict")
         progress.finish(
-            JobOutcome(
-                instance_id=_key,
-                status=status,
-                ok=status == "evaluated",
-                error=next((v.error for v in verdicts if v.error), ""),
-            )
+            JobOutcome(instance_id=_key, status="error" if error else "evaluated", ok=not error, error=error)
         )
 
     hooks = Hooks(start=progress.start, done=done)
@@ -165,11 +159,12 @@ def _write_reports(
     )
     report_path = root / f"{model_name}.{root.name}.json"
     atomic_write_text(report_path, json.dumps(official, indent=2))
-    coverage = {
-        iid: any(v.resolved for (i, _), v in known.items() if i == iid)
-        for iid in ids
-        if any(i == iid for i, _ in known)
-    }
+    chosen = set(ids)
+    coverage: dict[str, bool] = {}
+    for (iid, _), verdict in known.items():
+        if iid in chosen:
+            coverage[iid] = coverage.get(iid, False) or verdict.resolved
+    coverage = {iid: coverage[iid] for iid in ids if iid in coverage}
     atomic_write_text(root / "coverage.json", json.dumps(coverage, indent=2))
     return EvalSummary(
         report_path=str(report_path),
