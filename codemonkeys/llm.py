@@ -155,19 +155,20 @@ def check_provider_key(model: str, api_base: str | None) -> str | None:
     return f"no API key for {model}: set {', '.join(missing)}"
 
 
-def _secrets(api_key: str | None) -> list[str]:
+def scrub(text: str, *extra: str | None) -> str:
+    """`text` without the value of any credential in the environment (…KEY, …TOKEN, …SECRET, …PASSWORD) or in
+    `extra`: for every text that leaves the process (errors, logs, comments)."""
     names = ("KEY", "TOKEN", "SECRET", "PASSWORD")
     values = {v for k, v in os.environ.items() if any(n in k.upper() for n in names) and len(v) >= 8}
-    if api_key and api_key != _PLACEHOLDER_KEY:
-        values.add(api_key)
-    return sorted(values, key=len, reverse=True)
+    values |= {v for v in extra if v and v != _PLACEHOLDER_KEY and len(v) >= 4}
+    for secret in sorted(values, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _describe(exc: BaseException, api_key: str | None, limit: int = 300) -> str:
     text = str(exc) if type(exc).__name__ in str(exc) else f"{type(exc).__name__}: {exc}"
-    for secret in _secrets(api_key):
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
+    text = " ".join(scrub(text, api_key).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

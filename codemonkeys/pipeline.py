@@ -11,11 +11,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from codemonkeys.config import ContextSettings, Settings
 from codemonkeys.context import build_context
 from codemonkeys.context.models import ContextResult
+from codemonkeys.jsonfiles import atomic_write_text
 from codemonkeys.llm import BoundModel, BudgetExceeded, ModelClient, RunStopped
 from codemonkeys.problem import Problem
 from codemonkeys.repo_files import OriginalFiles
@@ -66,6 +68,14 @@ class _Job:
         return self.client.bind(
             model=model, instance=self.problem.instance_id, stage=stage, record=record, cache_prefix=cache_prefix
         )
+
+
+async def solve_in_run_dir(problem: Problem, settings: Settings) -> tuple[SolveResult, RunStore]:
+    """`solve` with the run directory, its settings file and the model client set up from `settings`."""
+    store = RunStore(settings.run_dir or Path("runs") / problem.instance_id)
+    atomic_write_text(store.config_path, settings.model_dump_json(indent=2))
+    client = ModelClient(settings.models, settings.budget, usage_path=store.usage_path)
+    return await solve(problem, settings, client, store), store
 
 
 async def solve(problem: Problem, settings: Settings, client: ModelClient, store: RunStore) -> SolveResult:

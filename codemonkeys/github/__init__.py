@@ -1,0 +1,1 @@
+"""The GitHub side: reading issues (`solve --issue URL`) and the Action bot (`codemonkeys github handle`)."""
