@@ -160,7 +160,8 @@ def comment_settings(words: list[str], allowed_models: list[str], budget_cap: fl
         try:
             parsed = kind(value)
         except ValueError:
-            raise OptionsError(f"{name} takes a {kind.__name__}, not {value!r}") from None
+            what = "a whole number" if kind is int else "a number"
+            raise OptionsError(f"{name} takes {what}, not {value!r}") from None
         if kind is not str and parsed <= 0:
             raise OptionsError(f"{name} must be above 0")
         if name == "--budget" and budget_cap is not None and parsed > budget_cap:
