@@ -3,10 +3,12 @@ that breaks out of its block, pings people or runs HTML."""
 
 from __future__ import annotations
 
+import html
 import re
 
 # GitHub comments and pull request bodies are capped at 65,536 characters.
 BODY_LIMIT = 65_000
+_NO_PING = "@\u200b"  # a zero-width space after @ keeps GitHub from notifying the named user
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
 
 
@@ -14,7 +16,7 @@ def text(value: str) -> str:
     """Inline text: markup characters escaped, HTML inert, @mentions and #references not linked."""
     value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     value = _SPECIAL.sub(r"\\\1", value)
-    return value.replace("@", "@\u200b").replace("\n", " ")
+    return value.replace("@", _NO_PING).replace("\n", " ")
 
 
 def code(value: str) -> str:
@@ -31,8 +33,10 @@ def block(value: str, language: str = "") -> str:
 
 
 def details(summary: str, body: str) -> str:
-    """A collapsed section; `summary` is escaped, `body` is Markdown already made safe by the caller."""
-    return f"<details><summary>{text(summary)}</summary>\n\n{body}\n\n</details>"
+    """A collapsed section; `summary` is HTML (Markdown is not read there), `body` is Markdown already made safe
+    by the caller."""
+    safe = html.escape(summary).replace("@", _NO_PING)
+    return f"<details><summary>{safe}</summary>\n\n{body}\n\n</details>"
 
 
 def clip(value: str, limit: int) -> str:

@@ -44,3 +44,8 @@ def test_clip_says_how_much_was_cut() -> None:
     clipped = md.clip(text, 100)
     assert len(clipped) < 200 and "more characters" in clipped
     assert md.clip("short", 100) == "short"
+
+
+def test_a_summary_shows_its_text_as_written() -> None:
+    html = render(md.details("test 1 (voted) a_b", "body"))
+    assert "<summary>test 1 (voted) a_b</summary>" in html
