@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# The fake GitHub's responses come from GitHub's OpenAPI description, which the tests fetch with npm.
+command -v npm >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -q npm >/dev/null; } || echo "npm is missing: the GitHub tests will fail" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then

@@ -237,3 +237,49 @@ def test_other_events_are_ignored_without_a_call_to_github(checkout: Path) -> No
         proc = handle(checkout, fake, event, None)
         assert proc.returncode == 0 and "nothing to do" in proc.stderr
         assert fake.requests == []
+
+
+def test_of_two_racing_triggers_the_earlier_start_comment_wins(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another runner posts its start comment between our check and ours: ours gives way, nothing runs."""
+    from codemonkeys.config import Settings
+    from codemonkeys.github import client as client_module
+    from codemonkeys.github.handle import BotConfig
+    from codemonkeys.github.handle import handle as handle_event
+
+    with github(checkout) as fake:
+        post = client_module.GitHubClient.comment
+
+        def racing(self: client_module.GitHubClient, ref: client_module.IssueRef, body: str) -> client_module.Comment:
+            if "state=running" in body:
+                fake.add_comment(1, fake.bot_login, f"{RUNNING}\nthe other runner")
+            return post(self, ref, body)
+
+        monkeypatch.setattr(client_module.GitHubClient, "comment", racing)
+        (checkout.parent / "event.json").write_text(json.dumps(fake.event("label", number=1, actor="maintainer")))
+        config = BotConfig(
+            event=checkout.parent / "event.json",
+            repo=checkout,
+            settings=Settings(),
+            trigger_label="codemonkeys",
+            token=fake.token,
+            api_url=fake.url,
+        )
+        assert handle_event(config) == 0
+        other, ours = bot_comments(fake)
+        assert "the other runner" in other and "state=running" in other
+        assert "state=superseded" in ours and "did not start" in ours
+        assert not [r for r in fake.requests if r.method == "GET" and r.path.endswith("/issues/1")]  # no run began
+
+
+def test_a_running_marker_older_than_a_job_can_live_is_stale() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from codemonkeys.github.client import Comment
+    from codemonkeys.github.handle import STALE_AFTER, _running
+
+    now = datetime.now(UTC)
+    old = Comment(id=1, author="github-actions[bot]", author_is_bot=True, body=RUNNING, created_at=now - STALE_AFTER)
+    live = old.model_copy(update={"id": 2, "created_at": now - timedelta(minutes=5)})
+    human = live.model_copy(update={"id": 0, "author": "mallory", "author_is_bot": False})
+    assert _running([old]) is None
+    assert _running([human, live, old]) == live
