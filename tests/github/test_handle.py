@@ -283,3 +283,17 @@ def test_a_running_marker_older_than_a_job_can_live_is_stale() -> None:
     human = live.model_copy(update={"id": 0, "author": "mallory", "author_is_bot": False})
     assert _running([old]) is None
     assert _running([human, live, old]) == live
+
+
+def test_the_budget_is_a_hard_cap(checkout: Path) -> None:
+    price = ["--set", 'models.prices={"openai/right": [200, 200]}', "--budget", "0.5"]
+    with github(checkout) as fake, FakeModelServer(oracle) as model:
+        proc = handle(checkout, fake, fake.event("label", number=1, actor="maintainer"), model, *price)
+        assert proc.returncode == 1, proc.stderr
+        start, answer = bot_comments(fake)
+        assert "The run failed" in answer and "budget" in answer and "Raise the `budget` input" in answer
+        assert fake.pulls == [] and "state=done" in start
+    usage = [json.loads(line) for p in (checkout.parent / "runs").rglob("usage.jsonl") for line in p.open()]
+    spent = sum(u["cost_usd"] for u in usage)
+    assert 0.3 < spent <= 0.5
+    assert origin_branches(checkout) == ["main"]
