@@ -31,12 +31,11 @@ def fail(message: str, code: int) -> typer.Exit:
 
 def check_keys(settings: Settings) -> None:
     """Fails before any work when a model's provider key is missing: a batch should not die an hour in."""
-    from codemonkeys.llm import check_provider_key
+    from codemonkeys.llm import missing_key
 
-    for name in sorted({*settings.models.names, settings.models.relevance}):
-        problem = check_provider_key(name, settings.models.api_base)
-        if problem:
-            raise fail(problem, BAD_INPUT)
+    problem = missing_key(settings.models)
+    if problem:
+        raise fail(problem, BAD_INPUT)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -144,6 +144,15 @@ def mark_cache_prefix(messages: Messages, model: str, cache_prefix: int) -> Mess
     return out
 
 
+def missing_key(models: ModelSettings) -> str | None:
+    """The first model of a run (its trajectories' and its relevance model) whose provider key is missing."""
+    for name in sorted({*models.names, models.relevance}):
+        problem = check_provider_key(name, models.api_base)
+        if problem:
+            return problem
+    return None
+
+
 def check_provider_key(model: str, api_base: str | None) -> str | None:
     """One clear line when the provider's key is missing, so a run fails at start rather than at its first call."""
     if api_base:

@@ -32,7 +32,7 @@ from codemonkeys.github.events import (
 from codemonkeys.github.issue_text import issue_text
 from codemonkeys.github.messages import RunLinks
 from codemonkeys.github.safety import ci_paths, may_trigger
-from codemonkeys.llm import check_provider_key, scrub
+from codemonkeys.llm import missing_key, scrub
 from codemonkeys.problem import ProblemError, make_problem
 from codemonkeys.result import SolveResult
 from codemonkeys.store import InstanceStore
@@ -168,10 +168,9 @@ class _Bot:
     def _solve(self, settings: Settings) -> tuple[SolveResult, InstanceStore]:
         from codemonkeys.pipeline import solve_in_run_dir
 
-        for model in sorted({*settings.models.names, settings.models.relevance}):
-            missing = check_provider_key(model, settings.models.api_base)
-            if missing:
-                raise HandleError(missing, "setup")
+        missing = missing_key(settings.models)
+        if missing:
+            raise HandleError(missing, "setup")
         thread = self.thread = self.gh.thread(self.ref)
         try:
             problem = make_problem(
