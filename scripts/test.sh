@@ -3,9 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-# The fake GitHub's responses come from GitHub's OpenAPI description, which the tests fetch with npm.
 # The report pages are checked in a real headless Chromium (Debian's package).
 command -v chromium >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || echo "chromium is missing: the page tests will fail" >&2
+# The fake GitHub's responses come from GitHub's OpenAPI description, which the tests fetch with npm.
 command -v npm >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -q npm >/dev/null; } || echo "npm is missing: the GitHub tests will fail" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
