@@ -3,10 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+apt_install() {  # as root; the package lists are fetched only when the install needs them
+  [ "$(id -u)" = 0 ] || return 1
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }
+}
 # The report pages are checked in a real headless Chromium (Debian's package).
-command -v chromium >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || echo "chromium is missing: the page tests will fail" >&2
+command -v chromium >/dev/null || apt_install chromium || echo "chromium is missing: the page tests will fail" >&2
 # The fake GitHub's responses come from GitHub's OpenAPI description, which the tests fetch with npm.
-command -v npm >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -q npm >/dev/null; } || echo "npm is missing: the GitHub tests will fail" >&2
+command -v npm >/dev/null || apt_install npm || echo "npm is missing: the GitHub tests will fail" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then
