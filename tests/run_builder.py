@@ -100,3 +100,16 @@ def known_run(run: Path) -> dict[str, str]:
         for cid, resolved in enumerate(candidates):
             verdict(ev, iid, f"candidate-{cid}", resolved)
     return {"org__a-1": diff("a.py", "x") + diff("b.py", "y"), "org__b-2": diff("b.py", "z"), "org__c-3": p1}
+
+
+def big_run(run: Path, instances: int, trajectories: int) -> None:
+    """A batch the size of SWE-bench Verified: every trajectory its own candidate, candidate 0 resolving every
+    third instance, instance ids carrying markup that the pages must escape."""
+    ev = run / "eval"
+    for n in range(instances):
+        iid = f"org__repo<i>-{n}"
+        patches = [diff(f"pkg/module_{n}.py", f"fix {t}") for t in range(trajectories)]
+        add_instance(run, iid, patches, top=[0], chosen=n % trajectories, usage={"editing": 0.01 * (n % 7)})
+        verdict(ev, iid, "", n % 3 == 0 and n % trajectories == 0)
+        for cid in range(trajectories):
+            verdict(ev, iid, f"candidate-{cid}", n % 3 == 0 and cid == 0)
