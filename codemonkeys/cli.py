@@ -26,9 +26,11 @@ app = typer.Typer(
 
 def _mount_sandbox_commands() -> None:
     from codemonkeys.cli_github import github_app
+    from codemonkeys.cli_report import report
     from codemonkeys.cli_sandbox import sandbox_app
     from codemonkeys.cli_swebench import swebench_app
 
+    app.command()(report)
     app.add_typer(sandbox_app, name="sandbox")
     app.add_typer(swebench_app, name="swebench")
     app.add_typer(github_app, name="github")
