@@ -255,6 +255,7 @@ def _finish(job: _Job, **fields: Any) -> SolveResult:
     result = SolveResult(
         instance_id=instance_id,
         stage_seconds=job.clock.seconds,
+        stage_spans=job.clock.spans,
         usage=job.client.stage_totals(instance_id),
         cost_usd=job.client.spent(instance_id),
         unpriced_models=job.client.unpriced_models(),

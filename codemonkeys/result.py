@@ -16,7 +16,8 @@ RESUMABLE = ("budget_exhausted", "model_error", "failed")
 
 class SolveResult(BaseModel):
     """`result.json`: what the run chose and what it cost, or where it stopped and why. `ended_early` names
-    every conversation that ended before its model was done (a crash, a refused request) and why."""
+    every conversation that ended before its model was done (a crash, a refused request) and why. `stage_spans`
+    are when each stage ran, in seconds since this process began the problem (a resumed run's own)."""
 
     instance_id: str
     status: Status
@@ -35,6 +36,7 @@ class SolveResult(BaseModel):
     unpriced_models: list[str] = []
     seconds: float = 0.0
     stage_seconds: dict[str, float] = {}
+    stage_spans: dict[str, list[tuple[float, float]]] = {}
 
     @property
     def resumable(self) -> bool:

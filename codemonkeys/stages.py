@@ -21,10 +21,14 @@ class Stage(StrEnum):
 
 class StageClock:
     """Wall time per stage during which at least one piece of work was in it: trajectories run their testing
-    and editing stages side by side, so the stages' times may add up to more than the run's."""
+    and editing stages side by side, so the stages' times may add up to more than the run's. `spans` are those
+    times as (start, end) seconds since the clock was made, for a timeline; overlapping work in one stage is
+    one span, since a span lasts while any of it runs."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.spans: dict[str, list[tuple[float, float]]] = {}
+        self._origin = time.monotonic()
         self._active: dict[Stage, int] = {}
         self._since: dict[Stage, float] = {}
 
@@ -38,5 +42,8 @@ class StageClock:
         finally:
             self._active[stage] -= 1
             if not self._active[stage]:
-                elapsed = self.seconds.get(stage, 0.0) + time.monotonic() - self._since[stage]
+                now = time.monotonic()
+                elapsed = self.seconds.get(stage, 0.0) + now - self._since[stage]
                 self.seconds[str(stage)] = round(elapsed, 3)
+                span = (round(self._since[stage] - self._origin, 3), round(now - self._origin, 3))
+                self.spans.setdefault(str(stage), []).append(span)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from codemonkeys.jsonfiles import append_jsonl, atomic_write_text, read_jsonl
 from codemonkeys.llm import RecordedCalls
+from codemonkeys.result import SolveResult
+from codemonkeys.sandbox.base import ExecResult, Outcome
 from codemonkeys.store import RunStore
-from codemonkeys.trajectories.models import EditingResult, TestingResult, VoteResult
+from codemonkeys.trajectories.models import OUTPUT_KEPT, EditingResult, ScriptRun, TestingResult, VoteResult
 
 
 def test_append_after_a_torn_line_keeps_the_new_record(tmp_path: Path) -> None:
@@ -88,3 +90,13 @@ def test_a_resumed_prediction_replaces_its_line(tmp_path: Path) -> None:
     ]
     assert store.predictions_path == tmp_path / "run" / "predictions.jsonl"
     assert (store.config_path.name, store.usage_path.name) == ("config.json", "usage.jsonl")
+
+
+def test_script_runs_keep_the_end_of_their_output_and_old_records_still_load() -> None:
+    long = "start\n" + "x" * OUTPUT_KEPT + "\nFAILED: the verdict"
+    run = ScriptRun.of(ExecResult(exit_code=2, output=long, seconds=1.23456))
+    assert run.output.endswith("FAILED: the verdict") and len(run.output) == OUTPUT_KEPT and run.clipped
+    assert run.seconds == 1.235 and not ScriptRun.of(ExecResult(exit_code=0, output="ok")).clipped
+    old = ScriptRun.model_validate_json('{"exit_code": 0, "timed_out": false, "seconds": 0.5}')
+    assert old.output == "" and old.outcome is Outcome.FIXED
+    assert SolveResult.model_validate_json('{"instance_id": "a", "status": "patched"}').stage_spans == {}

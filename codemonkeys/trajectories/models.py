@@ -12,16 +12,31 @@ from codemonkeys.sandbox.base import ExecResult, Outcome
 AnswerKind = Literal["test", "done", "edit", "choose", "invalid"]
 
 
+OUTPUT_KEPT = 4_000  # characters of a script run's output kept for the report: the end, where verdicts are
+
+
 class ScriptRun(BaseModel):
-    """One test-script run, without its output (the conversation showed it; the record keeps the verdict)."""
+    """One test-script run: its verdict, and for a reviewer the last `OUTPUT_KEPT` characters of its output
+    (the model saw all of it; older records have none)."""
 
     exit_code: int
     timed_out: bool = False
     seconds: float = 0.0
+    output: str = ""
 
     @classmethod
     def of(cls, result: ExecResult) -> ScriptRun:
-        return cls(exit_code=result.exit_code, timed_out=result.timed_out, seconds=round(result.seconds, 3))
+        return cls(
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            seconds=round(result.seconds, 3),
+            output=result.output[-OUTPUT_KEPT:],
+        )
+
+    @property
+    def clipped(self) -> bool:
+        """Whether `output` is only the end of what the run printed (an exactly full record may be whole)."""
+        return len(self.output) >= OUTPUT_KEPT
 
     @property
     def outcome(self) -> Outcome:
