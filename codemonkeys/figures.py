@@ -54,9 +54,10 @@ def fit_power_law(ks: Sequence[int], coverage: Sequence[float]) -> PowerLawFit |
 
 
 class InstanceFigures(BaseModel):
-    """One instance's row. Eval-derived fields are None when the eval has no verdict for them; `recall` is None
-    without a gold patch or a packed context. `random` is the expected score of picking one of the trajectories
-    that produced a patch uniformly at random: c ÷ with_patch."""
+    """One instance's row: `trajectories` (n) are its saved editing trajectories, `correct` (c) those whose patch
+    resolves, `with_patch` those that produced one. Eval-derived fields are None when the eval has no verdict for
+    them; `recall` is None without a gold patch or a packed context. `random` is the expected score of picking
+    one of the trajectories that produced a patch uniformly at random: c ÷ with_patch."""
 
     instance_id: str
     status: str
