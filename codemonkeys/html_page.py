@@ -13,15 +13,15 @@ font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;max-height:40
 table{border-collapse:collapse;margin:.4em 0}
 td,th{border:1px solid #d0d7de;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f6f8fa}.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{background:#dafbe1}.bad{background:#ffebe9}.muted{color:#6e7781;background:#f6f8fa}
+.ok{background:#dafbe1}.bad{background:#ffebe9}.warn{background:#fff8c5}.muted{color:#6e7781;background:#f6f8fa}
 table.sortable th{cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 details{margin:.3em 0}summary{cursor:pointer}.note{color:#6e7781;font-size:.9em}
 pre.diff span.add{color:#116329;background:#dafbe1}pre.diff span.del{color:#82071e;background:#ffebe9}
 pre.diff span.hunk{color:#0550ae}pre.diff span.file{font-weight:bold}"""
 
-# Sorts a table.sortable by the clicked column: numbers when every non-empty cell parses as one (empty first), else text;
-# a cell's (or its first descendant's) data-sort is its key; a second click reverses.
+# Sorts a table.sortable by the clicked column: numbers when every non-empty cell parses as one (empty first),
+# else text; a cell's (or its first descendant's) data-sort is its key; a second click reverses.
 _SORT_JS = """document.addEventListener('click',e=>{const th=e.target.closest('table.sortable thead th');if(!th)return;
 const t=th.closest('table'),i=[...th.parentNode.children].indexOf(th),b=t.tBodies[0];if(!b)return;
 const asc=th.getAttribute('aria-sort')!=='ascending';

@@ -1,117 +1,423 @@
-"""`report.html`: one self-contained page per problem for a person reviewing what the run did and why."""
+"""`report.html`: one self-contained page per problem for a person reviewing what the run did and why.
+
+Everything shown that came from a model or a repository is escaped. Every section reads its own records and
+says so when they are missing (a run that stopped early, an older run directory), so a partial run still
+gets its page."""
 
 from __future__ import annotations
 
-from html import escape
-from pathlib import Path
+import re
+from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from codemonkeys.jsonfiles import atomic_write_text
+from pydantic import ValidationError
+
+from codemonkeys.answers import AnswerFormatError
+from codemonkeys.config import Settings
+from codemonkeys.context.models import ContextResult, FileRelevance
+from codemonkeys.html_page import details, diff_html, esc, page, table
+from codemonkeys.jsonfiles import atomic_write_text, read_jsonl
+from codemonkeys.llm import Transcript
+from codemonkeys.problem import Problem
 from codemonkeys.result import SolveResult
 from codemonkeys.sandbox.base import Outcome
-from codemonkeys.trajectories.models import EditingResult, TestingResult, Turn, VoteResult
+from codemonkeys.trajectories.models import (
+    OUTPUT_KEPT,
+    Candidate,
+    EditingResult,
+    ScriptRun,
+    SelectionResult,
+    TestingResult,
+    Turn,
+    VoteResult,
+)
+from codemonkeys.trajectories.tags import Kind, parse_answer
 from codemonkeys.voting import collect_candidates
 
 if TYPE_CHECKING:  # the store imports the result model this page shows
+    from pathlib import Path
+
     from codemonkeys.store import InstanceStore
 
-_STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em}
-pre{background:#f6f8fa;padding:.8em;overflow:auto;white-space:pre-wrap}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th:first-child,td:first-child{text-align:left}
-.ok{background:#dfd}.bad{background:#fdd}details{margin:.4em 0}"""
+_CHOICE = re.compile(r"<chosen_candidate_fix_id", re.IGNORECASE)
+_STAGE_COLOURS = {
+    "relevance": "#8250df",
+    "ranking": "#bf3989",
+    "sandbox": "#6e7781",
+    "testing": "#0969da",
+    "editing": "#1a7f37",
+    "voting": "#bc4c00",
+    "selection": "#cf222e",
+}
 
 
 def write_report(inst: InstanceStore, result: SolveResult) -> Path:
     problem = inst.problem.load()
-    testing = inst.all_testing()
-    editing = inst.all_editing()
-    votes = inst.votes.load()
-    parts = [
-        f"<h1>{escape(result.instance_id)}: {escape(result.status.replace('_', ' '))}</h1>",
-        _summary(result),
-        f"<h2>Issue</h2><pre>{escape(problem.issue if problem else '')}</pre>",
-    ]
-    if result.patch:
-        parts.append(f"<h2>Chosen patch (candidate {result.chosen_candidate})</h2><pre>{escape(result.patch)}</pre>")
-    parts.append(_usage(result))
-    if votes is not None:
-        parts.append(_votes(votes))
+    testing, editing = inst.all_testing(), inst.all_editing()
+    votes, selection = inst.votes.load(), inst.selection.load()
     candidates = collect_candidates(editing)
-    if candidates:
-        parts.append("<h2>Candidates</h2>")
-        for c in candidates:
-            summary = (
-                f"candidate {c.id}: from trajectories {c.sources}, {votes.votes.get(c.id, 0) if votes else '?'} votes"
-            )
-            parts.append(f"<details><summary>{escape(summary)}</summary><pre>{escape(c.patch)}</pre></details>")
-    parts.append("<h2>Trajectories</h2>")
-    parts += [_trajectory(t, e) for t, e in _pairs(testing, editing)]
-    page = f"<!doctype html><meta charset=utf-8><title>{escape(result.instance_id)}</title><style>{_STYLE}</style>"
+    sections = [
+        ("summary", "Summary", _summary(result, problem)),
+        ("issue", "Issue", f"<pre>{esc(problem.issue)}</pre>" if problem else _missing("problem.json")),
+        ("context", "Context", _context(inst)),
+        ("patch", "Chosen patch", _patch(result)),
+        ("votes", "Votes", _votes(votes, editing, result.chosen_candidate)),
+        ("candidates", "Candidates", _candidates(candidates, votes, result.chosen_candidate)),
+        ("trajectories", "Trajectories", _trajectories(inst, testing, editing)),
+        ("selection", "Selection", _selection(inst, selection, votes)),
+        ("timeline", "Timeline", _timeline(result)),
+        ("usage", "Model usage", _usage(result)),
+    ]
+    nav = " · ".join(f'<a href="#{key}">{esc(title)}</a>' for key, title, _ in sections)
+    body = [f"<h1>{esc(result.instance_id)}: {esc(result.status.replace('_', ' '))}</h1><nav>{nav}</nav>"]
+    body += [f'<section id="{key}"><h2>{esc(title)}</h2>{html}</section>' for key, title, html in sections]
     path = inst.report_path
-    atomic_write_text(path, page + "\n".join(parts) + "\n")
+    atomic_write_text(path, page(f"{result.instance_id}: {result.status}", "\n".join(body)))
     return path
 
 
-def _summary(result: SolveResult) -> str:
-    rows = {
-        "trajectories": result.trajectories,
-        "distinct candidates": result.candidates,
-        "selection fell back to the top vote": result.selection_fallback,
-        "stopped in": result.stopped_stage or "",
-        "sandbox": result.sandbox,
-        "cost (USD)": f"{result.cost_usd:.4f}",
-        "seconds": result.seconds,
-        "error": result.error or "",
-    }
-    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows.items())
-    return f"<table>{body}</table>"
+def _missing(what: str) -> str:
+    return f'<p class="note">Not recorded: {esc(what)} is missing (the run stopped before it, or is older).</p>'
+
+
+def _summary(result: SolveResult, problem: Problem | None) -> str:
+    chosen = "none"
+    if result.chosen_candidate is not None:
+        how = "selection fell back to the top vote" if result.selection_fallback else "chosen"
+        chosen = f"candidate {result.chosen_candidate} ({how})"
+    stopped = f"{result.stopped_stage}: {result.error}" if result.stopped_stage else (result.error or "")
+    rows = [
+        ("status", result.status.replace("_", " ")),
+        ("chosen candidate", chosen),
+        ("votes", ", ".join(f"candidate {c}: {n}" for c, n in sorted(result.votes.items())) or "-"),
+        ("cost (USD)", f"{result.cost_usd:.4f}"),
+        ("wall time (s)", f"{result.seconds:.1f}"),
+        ("trajectories", result.trajectories),
+        ("distinct candidates", result.candidates),
+        ("stopped", stopped or "no (ran to the end)"),
+        ("sandbox", result.sandbox or "-"),
+        ("repository", f"{problem.repo_path} @ {problem.commit}" if problem else "-"),
+    ]
+    if result.unpriced_models:
+        rows.append(("models without a price (USD 0)", ", ".join(result.unpriced_models)))
+    html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    ended = "".join(f"<li>{esc(e)}</li>" for e in result.ended_early)
+    ended_html = f"<p>Conversations that ended early, keeping what they had:</p><ul>{ended}</ul>" if ended else ""
+    return f"<table>{html}</table>{ended_html}"
+
+
+def _relevance(inst: InstanceStore, context: ContextResult | None) -> list[FileRelevance]:
+    """The ranking record's verdicts, else (a run stopped during relevance) those appended so far."""
+    if context is not None and context.relevance:
+        return context.relevance
+    verdicts = []
+    for record in read_jsonl(inst.relevance_log):
+        try:
+            verdicts.append(FileRelevance.model_validate(record))
+        except ValidationError:
+            continue
+    return verdicts
+
+
+def _context(inst: InstanceStore) -> str:
+    context = inst.context.load()
+    verdicts = _relevance(inst, context)
+    if context is None and not verdicts:
+        return _missing("context/ranking.json")
+    ranked = {p: i + 1 for i, p in enumerate(context.ranked)} if context else {}
+    packed = {f.path: f for f in context.files} if context else {}
+    relevant = [v for v in verdicts if v.relevant]
+    relevant.sort(key=lambda v: (ranked.get(v.path, len(ranked) + 1), v.path))
+    rows, classes = [], []
+    for v in relevant:
+        rank = ranked.get(v.path)
+        kept = packed.get(v.path)
+        state, cls = (
+            ("outlined", "warn") if kept and kept.outline else ("packed", "ok") if kept else ("dropped", "muted")
+        )
+        rows.append(
+            [
+                f"<code>{esc(v.path)}</code>",
+                esc(v.summary),
+                f'<span data-sort="{rank or ""}">{rank or "-"}</span>',
+                f"{v.tokens:,}",
+                state,
+            ]
+        )
+        classes.append(["", "", "num", "num", cls])
+    unclear = sum(v.relevant is None for v in verdicts)
+    parts = [
+        f"<p>{len(verdicts)} files screened, {len(relevant)} judged relevant"
+        + (f", {unclear} without a usable verdict" if unclear else "")
+        + (f"; {len(packed)} packed into the editing prompt" if context else "; ranking did not finish")
+        + ".</p>",
+        table(
+            ["path", "summary", "rank", "tokens", "in the prompt"],
+            rows,
+            sortable=True,
+            id="context-table",
+            classes=classes,
+        ),
+    ]
+    if context and context.skipped:
+        counts = Counter(s.reason for s in context.skipped).most_common()
+        parts.append(
+            details(
+                f"{len(context.skipped)} files not screened",
+                table(["reason", "files"], [[esc(r), str(n)] for r, n in counts], classes=[["", "num"]] * len(counts)),
+            )
+        )
+    if context and context.notes:
+        parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in context.notes) + "</ul>")
+    return "".join(parts)
+
+
+def _patch(result: SolveResult) -> str:
+    if not result.patch:
+        return f"<p>No patch was chosen ({esc(result.status.replace('_', ' '))}).</p>"
+    return f"<p>Candidate {esc(result.chosen_candidate)}.</p>{diff_html(result.patch)}"
+
+
+def _verdict(outcome: Outcome | None) -> tuple[str, str]:
+    """A cell's text and class: green only for a vote, red for a script saying not fixed, yellow otherwise."""
+    if outcome is None:
+        return "sandbox error", "warn"
+    return str(outcome), {Outcome.FIXED: "ok", Outcome.NOT_FIXED: "bad"}.get(outcome, "warn")
+
+
+def _votes(votes: VoteResult | None, editing: list[EditingResult], chosen: int | None) -> str:
+    if votes is None:
+        return _missing("votes.json")
+    authors: dict[str, list[int]] = {}
+    for e in editing:
+        if e.script:
+            authors.setdefault(e.script.strip(), []).append(e.index)
+    headers = ["script", "empty patch"] + [
+        f"candidate {c}" + (" (chosen)" if c == chosen else "") for c in votes.candidate_ids
+    ]
+    rows, classes = [], []
+    for s, script in enumerate(votes.scripts):
+        cells = [votes.empty_patch[s] if s < len(votes.empty_patch) else None, *votes.matrix[s]]
+        shown = [_verdict(seen) for seen in cells]
+        by = authors.get(script.strip(), [])
+        label = f"script {s}" + (f" (trajectories {', '.join(map(str, by))})" if by else "")
+        if s in votes.suspicious:
+            label += " — passes without a fix"
+        rows.append([details(label, f"<pre>{esc(script)}</pre>")] + [text for text, _ in shown])
+        classes.append([""] + [cls for _, cls in shown])
+    rows.append(["<b>votes</b>", ""] + [f"<b>{votes.votes.get(c, 0)}</b>" for c in votes.candidate_ids])
+    top = ", ".join(f"candidate {c}" for c in votes.top) or "-"
+    error = f'<p class="bad">{esc(votes.error)}</p>' if votes.error else ""
+    note = "<p>Each final test script ran on every candidate and on the empty patch; exit 0 (fixed) is a vote.</p>"
+    return f"{note}{table(headers, rows, id='vote-matrix', classes=classes)}<p>Top: {esc(top)}.</p>{error}"
+
+
+def _candidates(candidates: list[Candidate], votes: VoteResult | None, chosen: int | None) -> str:
+    if not candidates:
+        return "<p>No trajectory produced a patch.</p>"
+    parts = []
+    for c in candidates:
+        count = votes.votes.get(c.id, 0) if votes else "?"
+        tags = [t for t, on in (("chosen", c.id == chosen), ("top", votes and c.id in votes.top)) if on]
+        label = (
+            f"candidate {c.id}{' [' + ', '.join(tags) + ']' if tags else ''}: {count} vote{'' if count == 1 else 's'}, "
+            f"from trajectories {', '.join(map(str, c.sources))}; changes {', '.join(c.paths) or '-'}"
+        )
+        parts.append(details(label, diff_html(c.patch)))
+    return "".join(parts)
+
+
+def _run_cell(name: str, run: ScriptRun | None) -> str:
+    if run is None:
+        return ""
+    text, cls = _verdict(run.outcome)
+    return f'<span class="{cls}">{esc(name)}: {esc(text)} (exit {run.exit_code}, {run.seconds:.1f}s)</span>'
+
+
+def _output(name: str, run: ScriptRun | None) -> str:
+    if run is None or not run.output:
+        return ""
+    note = f'<p class="note">Only the last {OUTPUT_KEPT:,} characters were kept.</p>' if run.clipped else ""
+    return details(f"output on {name}", f"{note}<pre>{esc(run.output)}</pre>")
+
+
+def _answers(path: Path) -> list[str]:
+    """A conversation's model answers (its `*.calls.json`); none when it is missing or unreadable."""
+    if not path.exists():
+        return []
+    try:
+        return Transcript.model_validate_json(path.read_text(encoding="utf-8")).responses
+    except ValidationError:
+        return []
+
+
+def _body(answers: list[str], turn: Turn) -> str | None:
+    """What the turn's answer carried (a script, edit blocks), re-read from the transcript."""
+    if turn.kind not in ("test", "edit") or not 0 < turn.call <= len(answers):
+        return None
+    kind: Kind = "test" if turn.kind == "test" else "edit"
+    try:
+        return parse_answer(answers[turn.call - 1], (kind,)).body
+    except AnswerFormatError:
+        return None
+
+
+def _turns(stage: str, turns: list[Turn], answers: list[str]) -> str:
+    items = []
+    for turn in turns:
+        runs = " ".join(_run_cell(n, r) for n, r in (("original", turn.original), ("edited", turn.edited)) if r)
+        body = _body(answers, turn)
+        what = {"test": "script", "edit": "edit blocks"}.get(turn.kind, "answer")
+        parts = [
+            f"<b>{esc(stage)} turn {turn.call}: {esc(turn.kind)}</b> {runs}",
+            f"<pre class=bad>{esc(turn.error)}</pre>" if turn.error else "",
+            details(what, f"<pre>{esc(body)}</pre>") if body is not None else "",
+            _output("the original code", turn.original),
+            _output("the edited code", turn.edited),
+        ]
+        items.append(f"<li>{''.join(parts)}</li>")
+    return f"<ul>{''.join(items)}</ul>" if items else "<p>No model turns.</p>"
+
+
+def _model_of(inst: InstanceStore) -> Callable[[int], str]:
+    """Trajectory i's model, from the run's settings (`models[i % len(models)]`); unknown without them."""
+    path = inst.root.parent / "config.json"
+    names: list[str] = []
+    if path.exists():
+        try:
+            names = Settings.model_validate_json(path.read_text(encoding="utf-8")).models.names
+        except ValidationError:
+            names = []
+    return lambda i: names[i % len(names)] if names else "model unknown"
+
+
+def _trajectories(inst: InstanceStore, testing: list[TestingResult], editing: list[EditingResult]) -> str:
+    if not testing and not editing:
+        return _missing("testing/ and editing/")
+    tested, edited = {t.index: t for t in testing}, {e.index: e for e in editing}
+    model = _model_of(inst)
+    parts = []
+    for i in sorted(tested.keys() | edited.keys()):
+        t, e = tested.get(i), edited.get(i)
+        if e is None:
+            outcome = "editing not finished"
+        elif e.patch:
+            outcome = "a candidate" + (f", its script {_verdict(e.edited.outcome)[0]}" if e.edited else "")
+        else:
+            outcome = f"no candidate ({e.error or (t and t.error) or 'no edit applied'})"
+        html = []
+        if t is not None:
+            html.append(_turns("testing", t.turns, _answers(inst.testing(i).calls)))
+        if e is not None:
+            html.append(_turns("editing", e.turns, _answers(inst.editing(i).calls)))
+            if e.script:
+                html.append(details("final test script", f"<pre>{esc(e.script)}</pre>"))
+        parts.append(details(f"trajectory {i} ({model(i)}): {outcome}", "".join(html)))
+    return "".join(parts)
+
+
+def _selection(inst: InstanceStore, selection: SelectionResult | None, votes: VoteResult | None) -> str:
+    if selection is None:
+        if votes is not None and len(votes.top) == 1:
+            return f"<p>Only candidate {votes.top[0]} reached selection: it was taken without a model call.</p>"
+        return _missing("selection.json")
+    top = votes.top if votes else []
+    answers = _answers(inst.selection.calls)
+    head = (
+        f"<p>Chose candidate {selection.chosen_candidate}"
+        + (" by falling back to the top vote" if selection.fallback else "")
+        + (f" ({esc(selection.error)})" if selection.error else "")
+        + ".</p>"
+    )
+    tests = [t for t in selection.turns if t.kind == "test"]
+    rows, classes, more = [], [], []
+    for n, turn in enumerate(tests):
+        runs = [turn.original, *turn.candidates]
+        shown = [_verdict(r.outcome) if r else ("-", "muted") for r in runs]
+        rows.append([f"test {n}"] + [text for text, _ in shown])
+        classes.append([""] + [cls for _, cls in shown])
+        body = _body(answers, turn)
+        outputs = _output("the original code", turn.original) + "".join(
+            _output(f"candidate {top[j] if j < len(top) else j}", r) for j, r in enumerate(turn.candidates)
+        )
+        more.append(details(f"test {n}", (f"<pre>{esc(body)}</pre>" if body is not None else "") + outputs))
+    columns = ["test", "original code"] + [f"candidate {c}" for c in top]
+    width = max((len(r) for r in rows), default=0)
+    columns += [f"candidate #{j}" for j in range(len(columns), width)]
+    parts = [head]
+    if tests:
+        parts += [table(columns, rows, id="selection-table", classes=classes), *more]
+    else:
+        parts.append("<p>The model wrote no test.</p>")
+    reasoning = _reasoning(answers) if not selection.fallback else None
+    if reasoning:
+        parts.append(f'<h3>Reasoning</h3><pre class="reasoning">{esc(reasoning)}</pre>')
+    return "".join(parts)
+
+
+def _reasoning(answers: list[str]) -> str | None:
+    """The last answer's text before its choice tag: why the model chose."""
+    if not answers:
+        return None
+    last = answers[-1]
+    found = list(_CHOICE.finditer(last))
+    return last[: found[-1].start()].strip() if found else None
+
+
+def _timeline(result: SolveResult) -> str:
+    spans = {stage: s for stage, s in result.stage_spans.items() if s}
+    if not spans:
+        return _missing("the stage spans in result.json")
+    end = max(stop for s in spans.values() for _, stop in s) or 1.0
+    width, label, row = 1000, 90, 26
+    bars = []
+    for n, (stage, stage_spans) in enumerate(spans.items()):
+        y = n * row
+        colour = _STAGE_COLOURS.get(stage, "#57606a")
+        bars.append(f'<text x="0" y="{y + 17}" font-size="13">{esc(stage)}</text>')
+        for start, stop in stage_spans:
+            x = label + start / end * (width - label)
+            w = max((stop - start) / end * (width - label), 1.0)
+            bars.append(
+                f'<rect class="bar" data-stage="{esc(stage)}" x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row - 8}"'
+                f' fill="{colour}"><title>{esc(stage)}: {start:.1f}s to {stop:.1f}s</title></rect>'
+            )
+    height = len(spans) * row
+    svg = (
+        f'<svg role="img" aria-label="stage timeline" viewBox="0 0 {width} {height}" width="100%" '
+        f'style="max-width:{width}px">{"".join(bars)}</svg>'
+    )
+    totals = ", ".join(f"{esc(s)} {result.stage_seconds.get(s, 0):.1f}s" for s in spans)
+    return f"{svg}<p class=note>0 to {end:.1f}s of this process's run; time per stage: {totals}.</p>"
 
 
 def _usage(result: SolveResult) -> str:
-    head = (
-        "<tr><th>stage</th><th>calls</th><th>input</th><th>cached</th><th>output</th><th>errors</th><th>USD</th></tr>"
-    )
-    rows = "".join(
-        f"<tr><td>{escape(stage)}</td><td>{t.calls}</td><td>{t.prompt_tokens}</td><td>{t.cached_tokens}</td>"
-        f"<td>{t.completion_tokens}</td><td>{t.errors}</td><td>{t.cost_usd:.4f}</td></tr>"
+    if not result.usage:
+        return "<p>No model calls were recorded.</p>"
+    rows = [
+        [
+            esc(stage),
+            str(t.calls),
+            f"{t.prompt_tokens:,}",
+            f"{t.cached_tokens:,}",
+            f"{t.completion_tokens:,}",
+            str(t.errors),
+            f"{t.cost_usd:.4f}",
+        ]
         for stage, t in result.usage.items()
-    )
-    return f"<h2>Model usage</h2><table>{head}{rows}</table>"
-
-
-def _votes(votes: VoteResult) -> str:
-    head = "<tr><th>script</th><th>empty patch</th>" + "".join(f"<th>cand. {c}</th>" for c in votes.candidate_ids)
-    rows = []
-    for s, script in enumerate(votes.scripts):
-        cells = [votes.empty_patch[s] if s < len(votes.empty_patch) else None, *votes.matrix[s]]
-        tds = "".join(
-            f"<td class={'ok' if seen is Outcome.FIXED else 'bad'}>{'-' if seen is None else seen}</td>"
-            for seen in cells
-        )
-        label = f"<details><summary>script {s}</summary><pre>{escape(script)}</pre></details>"
-        rows.append(f"<tr><td>{label}</td>{tds}</tr>")
-    totals = "".join(f"<td>{votes.votes.get(c, 0)}</td>" for c in votes.candidate_ids)
-    rows.append(f"<tr><th>votes</th><td></td>{totals}</tr>")
-    return f"<h2>Votes (exit code 0 = fixed)</h2><table>{head}</tr>{''.join(rows)}</table>"
-
-
-def _pairs(testing: list[TestingResult], editing: list[EditingResult]) -> list[tuple[TestingResult, EditingResult]]:
-    by_index = {e.index: e for e in editing}
-    return [(t, by_index[t.index]) for t in testing if t.index in by_index]
-
-
-def _trajectory(testing: TestingResult, editing: EditingResult) -> str:
-    outcome = "candidate" if editing.patch else f"no candidate ({editing.error or testing.error or 'no edit applied'})"
-    turns = "".join(_turn("testing", t) for t in testing.turns) + "".join(_turn("editing", t) for t in editing.turns)
-    script = f"<pre>{escape(editing.script or testing.script or '')}</pre>"
-    return (
-        f"<details><summary>trajectory {testing.index}: {escape(outcome)}</summary><ol>{turns}</ol>{script}</details>"
-    )
-
-
-def _turn(stage: str, turn: Turn) -> str:
-    runs = [
-        f"{name} exit {run.exit_code}" for name, run in (("original", turn.original), ("edited", turn.edited)) if run
     ]
-    error = f" — {turn.error}" if turn.error else ""
-    return f"<li>{stage} {escape(turn.kind)}: {escape(', '.join(runs))}{escape(error)}</li>"
+    totals = list(result.usage.values())
+    rows.append(
+        [
+            "<b>total</b>",
+            str(sum(t.calls for t in totals)),
+            f"{sum(t.prompt_tokens for t in totals):,}",
+            f"{sum(t.cached_tokens for t in totals):,}",
+            f"{sum(t.completion_tokens for t in totals):,}",
+            str(sum(t.errors for t in totals)),
+            f"<b>{result.cost_usd:.4f}</b>",
+        ]
+    )
+    headers = ["stage", "calls", "input tokens", "cached tokens", "output tokens", "errors", "USD"]
+    return table(headers, rows, classes=[["", *["num"] * 6]] * len(rows))

@@ -90,7 +90,7 @@ def test_full_solve_makes_the_repos_tests_pass(repo: Path, tmp_path: Path) -> No
     assert result["unpriced_models"] == ["openai/right", "openai/wrong"]
     report = next((tmp_path / "run").glob("*/report.html")).read_text()
     assert "patched" in report and "median() is wrong" in report
-    assert "mid - 1" in report and "Votes (exit code 0 = fixed)" in report
+    assert "mid - 1" in report and 'id="vote-matrix"' in report
     assert report.count("<details><summary>trajectory ") == 3
     assert "no price is known for openai/right, openai/wrong" in " ".join(proc.stderr.split())
     assert "set them under [prices] in the --config file" in " ".join(proc.stderr.split())
