@@ -136,12 +136,14 @@ def _context(inst: InstanceStore) -> str:
         state, cls = (
             ("outlined", "warn") if kept and kept.outline else ("packed", "ok") if kept else ("dropped", "muted")
         )
+        if context is None:
+            state = "not ranked yet"
         rows.append(
             [
                 f"<code>{esc(v.path)}</code>",
                 esc(v.summary),
                 f'<span data-sort="{rank or ""}">{rank or "-"}</span>',
-                f"{v.tokens:,}",
+                f'<span data-sort="{v.tokens}">{v.tokens:,}</span>',
                 state,
             ]
         )
@@ -342,9 +344,11 @@ def _selection(inst: InstanceStore, selection: SelectionResult | None, votes: Vo
             _output(f"candidate {top[j] if j < len(top) else j}", r) for j, r in enumerate(turn.candidates)
         )
         more.append(details(f"test {n}", (f"<pre>{esc(body)}</pre>" if body is not None else "") + outputs))
-    columns = ["test", "original code"] + [f"candidate {c}" for c in top]
-    width = max((len(r) for r in rows), default=0)
-    columns += [f"candidate #{j}" for j in range(len(columns), width)]
+    # turn.candidates[j] ran on votes.top[j]; without votes.json only the position is known
+    shown_count = max((len(t.candidates) for t in tests), default=0)
+    columns = ["test", "original code"] + [
+        f"candidate {top[j]}" if j < len(top) else f"top candidate #{j}" for j in range(shown_count)
+    ]
     parts = [head]
     if tests:
         parts += [table(columns, rows, id="selection-table", classes=classes), *more]

@@ -198,5 +198,14 @@ def test_a_run_stopped_in_relevance_shows_the_verdicts_so_far(tmp_path: Path):
     html = write_report(inst, result).read_text(encoding="utf-8")
     context = section(html, "context")
     assert "1 files screened, 1 judged relevant; ranking did not finish" in context
-    assert '<td class="muted">dropped</td>' in context
+    assert '<td class="muted">not ranked yet</td>' in context
     assert "Not recorded" in section(html, "issue")
+
+
+def test_selection_without_votes_names_candidates_by_position(tmp_path: Path):
+    inst, result = full_run(tmp_path)
+    inst.votes.path.unlink()
+    html = write_report(inst, result).read_text(encoding="utf-8")
+    selection = section(html, "selection")
+    assert "<th>top candidate #0</th><th>top candidate #1</th></tr>" in selection
+    assert "Not recorded: votes.json" in section(html, "votes")
