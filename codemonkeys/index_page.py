@@ -125,7 +125,8 @@ def _class(value: bool | None) -> str:
 def _percent(value: float | None) -> str:
     if value is None:
         return '<span data-sort="-1">–</span>'
-    return f'<span data-sort="{value:.4f}">{100 * value:.1f}%</span>'
+    shown = round(100 * value, 1) + 0.0  # + 0.0 shows a rounded -0.0 as 0.0
+    return f'<span data-sort="{value:.4f}">{shown:.1f}%</span>'
 
 
 def _money(value: float | None) -> str:
