@@ -41,7 +41,8 @@ def _diff(repo: Path, path: str, old: str, new: str) -> str:
 
 def make_benchmark(root: Path, ids: list[str]) -> tuple[Path, Path, Path, dict[str, str]]:
     """(repos_dir, dataset.jsonl, specs.json, patches) where patches holds the gold, a wrong one that breaks a
-    PASS_TO_PASS test, and one that does not touch the bug."""
+    PASS_TO_PASS test, one that does not touch the bug, and the scripted model's wrong fix (`wrong`: right for
+    even lists only)."""
     repos = root / "repos"
     repos.mkdir(parents=True)
     repo = make_toy_repo(repos)
@@ -67,6 +68,7 @@ def make_benchmark(root: Path, ids: list[str]) -> tuple[Path, Path, Path, dict[s
             "    return (ordered[mid - 1] + ordered[mid]) / 2\n",
         ),
         "unrelated": _diff(repo, "calc/fmt.py", "digits=1", "digits=2"),
+        "wrong": _diff(repo, "calc/stats.py", buggy, "    return ordered[len(ordered) // 2] - 0.5\n"),
     }
     test_patch = _diff(repo, "tests/test_stats.py", OWN_TESTS, OWN_TESTS + "\n\n" + HIDDEN_TEST.split("\n\n", 1)[1])
     records = [
@@ -93,10 +95,10 @@ def make_benchmark(root: Path, ids: list[str]) -> tuple[Path, Path, Path, dict[s
     return repos, dataset, specs, patches
 
 
-def write_predictions(path: Path, patches: dict[str, str]) -> Path:
+def write_predictions(path: Path, patches: dict[str, str], model: str = "test") -> Path:
     path.write_text(
         "".join(
-            json.dumps({"instance_id": iid, "model_name_or_path": "test", "model_patch": patch}) + "\n"
+            json.dumps({"instance_id": iid, "model_name_or_path": model, "model_patch": patch}) + "\n"
             for iid, patch in patches.items()
         )
     )
