@@ -50,7 +50,7 @@ class StageFailed(Exception):
 
 
 @dataclass
-class _Job:
+class ProblemJob:
     """What every stage of one problem shares."""
 
     problem: Problem
@@ -86,7 +86,7 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
         log.info("%s: already solved in this run directory", problem.instance_id)
         return done
     inst.problem.save(problem)
-    job = _Job(problem, settings, client, store, inst, OriginalFiles(problem.repo_path, problem.commit))
+    job = ProblemJob(problem, settings, client, store, inst, OriginalFiles(problem.repo_path, problem.commit))
     try:
         return await _run(job)
     except RunStopped as exc:
@@ -98,7 +98,7 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
         return _finish(job, status="failed", stopped_stage=str(exc.stage), error=str(exc))
 
 
-async def _run(job: _Job) -> SolveResult:
+async def _run(job: ProblemJob) -> SolveResult:
     s = job.settings
     packing = _context_settings(job)
     context = await build_context(job.problem, job.client, s.models, packing, job.inst, job.originals, job.clock)
@@ -114,7 +114,7 @@ async def _run(job: _Job) -> SolveResult:
         await provider.aclose()
 
 
-def _context_settings(job: _Job) -> ContextSettings:
+def _context_settings(job: ProblemJob) -> ContextSettings:
     """The packed files go into every editing conversation's opening, so they get at most what the smallest
     window among the trajectories' models leaves after the rest of that opening (issue, rules, the script's
     output) and room for the turns."""
@@ -133,7 +133,7 @@ def _context_settings(job: _Job) -> ContextSettings:
     return s.context.model_copy(update={"context_tokens": budget})
 
 
-async def _generate_and_choose(job: _Job, context: ContextResult, provider: SandboxProvider) -> SolveResult:
+async def _generate_and_choose(job: ProblemJob, context: ContextResult, provider: SandboxProvider) -> SolveResult:
     s = job.settings
     editing = await _generate(job, context, provider)
     candidates = collect_candidates(editing)
@@ -142,6 +142,22 @@ async def _generate_and_choose(job: _Job, context: ContextResult, provider: Sand
     if not candidates:
         return _finish(job, status="no_candidate")
     scripts = [r.script for r in editing if r.script]
+    chosen, selection = await vote_and_select(job, candidates, scripts, provider)
+    return _finish(
+        job,
+        status="patched",
+        patch=chosen.patch,
+        chosen_candidate=chosen.id,
+        selection_fallback=selection.fallback,
+    )
+
+
+async def vote_and_select(
+    job: ProblemJob, candidates: list[Candidate], scripts: list[str], provider: SandboxProvider
+) -> tuple[Candidate, SelectionResult]:
+    """Every script votes on every candidate (saved votes are read back while the candidates and scripts are
+    the same), then selection among the top; the chosen candidate and how it was chosen."""
+    s = job.settings
     votes = job.inst.votes.load()
     if votes is None or votes.candidate_ids != [c.id for c in candidates] or votes.scripts != distinct_scripts(scripts):
         # New candidates (a resumed run that had stopped in generation): the old votes and choice are stale.
@@ -156,17 +172,10 @@ async def _generate_and_choose(job: _Job, context: ContextResult, provider: Sand
         selection = await _select(job, provider, top)
     if selection.error:
         job.ended_early.append(f"selection: {selection.error} (the top-voted candidate was taken)")
-    chosen = next(c for c in top if c.id == selection.chosen_candidate)
-    return _finish(
-        job,
-        status="patched",
-        patch=chosen.patch,
-        chosen_candidate=chosen.id,
-        selection_fallback=selection.fallback,
-    )
+    return next(c for c in top if c.id == selection.chosen_candidate), selection
 
 
-async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider) -> list[EditingResult]:
+async def _generate(job: ProblemJob, context: ContextResult, provider: SandboxProvider) -> list[EditingResult]:
     """Runs every testing → editing pair concurrently and lets each finish or stop; a pair stopped by the
     budget or a failing provider is left unsaved (its finished testing half stays saved), then the stop
     is raised so the run ends with every finished pair kept."""
@@ -219,7 +228,7 @@ async def _generate(job: _Job, context: ContextResult, provider: SandboxProvider
     return results
 
 
-async def _select(job: _Job, provider: SandboxProvider, top: list[Candidate]) -> SelectionResult:
+async def _select(job: ProblemJob, provider: SandboxProvider, top: list[Candidate]) -> SelectionResult:
     """One candidate needs no selection. Only a finished selection is saved: a stopped or crashed one is
     redone by a rerun (its finished calls replayed)."""
     record = job.inst.selection
@@ -250,7 +259,7 @@ async def _select(job: _Job, provider: SandboxProvider, top: list[Candidate]) ->
     return selection
 
 
-def _finish(job: _Job, **fields: Any) -> SolveResult:
+def _finish(job: ProblemJob, **fields: Any) -> SolveResult:
     instance_id = job.problem.instance_id
     result = SolveResult(
         instance_id=instance_id,

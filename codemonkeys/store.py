@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -16,6 +16,7 @@ from codemonkeys.jsonfiles import atomic_write_text, file_lock, read_jsonl
 from codemonkeys.problem import Problem
 from codemonkeys.result import SolveResult
 from codemonkeys.swebench.models import EnvManifest
+from codemonkeys.swebench.pooling import Pool
 from codemonkeys.trajectories.models import EditingResult, SelectionResult, TestingResult, VoteResult
 
 M = TypeVar("M", bound=BaseModel)
@@ -71,11 +72,12 @@ class RunStore:
     def instance(self, instance_id: str) -> InstanceStore:
         return InstanceStore(self.root / _safe_name(instance_id))
 
-    def record_prediction(self, instance_id: str, patch: str) -> None:
-        """SWE-bench's prediction format, one line per instance: a resumed instance replaces its old line."""
+    def record_prediction(self, instance_id: str, patch: str, model_name: str = "codemonkeys", **extra: Any) -> None:
+        """SWE-bench's prediction format, one line per instance: a resumed instance replaces its old line.
+        `extra` fields (the ensemble's `source`) ride along; the harness ignores them."""
         with file_lock(self.root / ".predictions.lock"):
             kept = [r for r in read_jsonl(self.predictions_path) if r.get("instance_id") != instance_id]
-            kept.append({"instance_id": instance_id, "model_name_or_path": "codemonkeys", "model_patch": patch})
+            kept.append({"instance_id": instance_id, "model_name_or_path": model_name, "model_patch": patch, **extra})
             atomic_write_text(self.predictions_path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
@@ -112,6 +114,11 @@ class InstanceStore:
 
     def all_editing(self) -> list[EditingResult]:
         return self._all("editing", self.editing)
+
+    @property
+    def pool(self) -> Record[Pool]:
+        """The ensemble's pooled candidates of this instance, with where each came from."""
+        return Record(self.root / "pool.json", Pool)
 
     @property
     def votes(self) -> Record[VoteResult]:
