@@ -1,11 +1,12 @@
-"""`codemonkeys swebench run | eval | envs`: CodeMonkeys over a SWE-bench dataset, on one machine or a Ray cluster."""
+"""`codemonkeys swebench run | ensemble | eval | envs`: CodeMonkeys over a SWE-bench dataset, on one machine or a
+Ray cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,9 +28,13 @@ from codemonkeys.cli_options import (
 )
 from codemonkeys.config import Settings
 
+if TYPE_CHECKING:
+    from codemonkeys.swebench.batch import BatchSummary
+
 swebench_app = typer.Typer(
-    help="Run CodeMonkeys over SWE-bench: solve many instances (run), grade predictions with the official "
-    "rules (eval), and build the instances' environments ahead of time (envs).",
+    help="Run CodeMonkeys over SWE-bench: solve many instances (run), choose among several systems' candidates "
+    "(ensemble), grade predictions with the official rules (eval), and build the instances' environments ahead "
+    "of time (envs).",
     no_args_is_help=True,
 )
 
@@ -109,6 +114,11 @@ def run(
         raise _interrupted(settings.run_dir) from None
     except RuntimeError as exc:
         raise fail(str(exc), FAILED) from None
+    raise _summarize(summary, settings)
+
+
+def _summarize(summary: BatchSummary, settings: Settings) -> typer.Exit:
+    """The batch's last lines, and its exit code: 0 only when every instance finished."""
     typer.echo(
         f"{summary.done} finished, {summary.failed} failed, {summary.skipped} already done, "
         f"{summary.not_started} not started; ${summary.cost_usd:.2f}; predictions: "
@@ -117,7 +127,67 @@ def run(
     )
     if summary.stopped:
         typer.secho(f"stopped starting instances: {summary.stopped}; rerun to resume", err=True, fg="yellow")
-    raise typer.Exit(0 if summary.failed == 0 and summary.not_started == 0 else FAILED)
+    return typer.Exit(0 if summary.failed == 0 and summary.not_started == 0 else FAILED)
+
+
+@swebench_app.command()
+@with_settings(
+    MODEL_OPTIONS,
+    GENERATION_OPTIONS,
+    SANDBOX_LIMIT_OPTIONS,
+    BATCH_BUDGET_OPTIONS,
+    ENV_OPTIONS,
+    EXECUTOR_OPTIONS,
+    RUN_OPTIONS,
+)
+def ensemble(
+    settings: Settings,
+    dataset: Dataset,
+    predictions: Annotated[
+        list[Path] | None,
+        typer.Option(help="SWE-bench predictions of a system whose patches join the pool (repeat for more)."),
+    ] = None,
+    runs: Annotated[
+        list[Path] | None,
+        typer.Option(help="A `swebench run` directory: its candidates join the pool, its test scripts vote (repeat)."),
+    ] = None,
+    split: Split = "test",
+    instances: Instances = None,
+    instances_file: InstancesFile = None,
+    verbose: Verbose = False,
+) -> None:
+    """Pool the candidate patches of several systems per instance, let test scripts vote, select among the top.
+
+    The same fix written differently (hunk headers, file order, trailing whitespace) is pooled once. The
+    scripts are the --runs' final test scripts; an instance no run wrote one for gets --samples testing
+    trajectories first. predictions.jsonl (model codemonkeys-ensemble) names where each chosen patch came
+    from. Without --instances, the instances some input names. Resume, failures, stop rule and exit codes are
+    those of `run`.
+    """
+    from codemonkeys.swebench.batch import ensemble_inputs, run_ensemble
+
+    setup_logging(verbose)
+    if not predictions and not runs:
+        raise fail("give --predictions files or --runs directories to pool candidates from", BAD_INPUT)
+    missing = [str(run) for run in runs or [] if not run.is_dir()]
+    if missing:
+        raise fail(f"--runs: not a run directory: {', '.join(missing)}", BAD_INPUT)
+    selected = _load(dataset, split, instances, instances_file)
+    try:
+        jobs = ensemble_inputs(
+            selected, predictions or [], runs or [], only_mentioned=not instances and not instances_file
+        )
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc), BAD_INPUT) from None
+    check_keys(settings)
+    _default_run_dir(settings, dataset, "ensemble")
+    try:
+        summary = asyncio.run(run_ensemble(jobs, settings))
+    except KeyboardInterrupt:
+        raise _interrupted(settings.run_dir) from None
+    except RuntimeError as exc:
+        raise fail(str(exc), FAILED) from None
+    raise _summarize(summary, settings)
 
 
 @swebench_app.command("eval")

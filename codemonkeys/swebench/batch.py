@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -15,12 +16,14 @@ from codemonkeys.jsonfiles import append_jsonl, atomic_write_text, read_jsonl
 from codemonkeys.llm import ModelClient
 from codemonkeys.store import RunStore
 from codemonkeys.swebench import grading
-from codemonkeys.swebench.executors import Hooks, eval_jobs, run_local, run_ray, solve_jobs
+from codemonkeys.swebench.ensemble import EnsembleJob
+from codemonkeys.swebench.executors import Hooks, ensemble_jobs, eval_jobs, run_local, run_ray, solve_jobs
 from codemonkeys.swebench.jobs import EvalJob, JobOutcome
 from codemonkeys.swebench.models import EvalVerdict, SWEInstance
+from codemonkeys.swebench.pooling import Provenance, pool_patches
 from codemonkeys.swebench.prepare import PrepareError, prepare
 from codemonkeys.swebench.progress import BatchProgress
-from codemonkeys.voting import collect_candidates
+from codemonkeys.voting import collect_candidates, distinct_scripts
 
 log = logging.getLogger("codemonkeys.swebench")
 
@@ -38,11 +41,28 @@ class BatchSummary(BaseModel):
 
 
 async def run_batch(instances: Sequence[SWEInstance], settings: Settings) -> BatchSummary:
+    payloads = [(i.instance_id, i.model_dump_json()) for i in instances]
+    return await _run_instances("solve", payloads, solve_jobs(instances, settings), settings)
+
+
+async def run_ensemble(jobs: Sequence[EnsembleJob], settings: Settings) -> BatchSummary:
+    payloads = [(j.instance.instance_id, j.model_dump_json()) for j in jobs]
+    return await _run_instances("ensemble", payloads, ensemble_jobs(jobs, settings), settings)
+
+
+async def _run_instances(
+    kind: str,
+    payloads: Sequence[tuple[str, str]],
+    items: Sequence[tuple[str, Callable[[], Awaitable[Any]]]],
+    settings: Settings,
+) -> BatchSummary:
+    """One job per instance on the configured executor, followed by the progress display; `payloads` are the
+    jobs as Ray sends them, `items` as the local executor awaits them."""
     assert settings.run_dir is not None
     store = RunStore(settings.run_dir)
     atomic_write_text(store.config_path, settings.model_dump_json(indent=2))
     reader = ModelClient(settings.models, settings.budget, usage_path=store.usage_path)
-    progress = BatchProgress(len(instances), reader.spent)
+    progress = BatchProgress(len(payloads), reader.spent)
     outcomes: dict[str, JobOutcome] = {}
 
     def done(key: str, outcome: JobOutcome) -> None:
@@ -52,44 +72,81 @@ async def run_batch(instances: Sequence[SWEInstance], settings: Settings) -> Bat
     hooks = Hooks(start=progress.start, done=done)
     with progress:
         if settings.swebench.executor == "ray":
-            payloads = [(i.instance_id, i.model_dump_json()) for i in instances]
-            await run_ray("solve", payloads, settings, hooks)
+            await run_ray(kind, payloads, settings, hooks)
         else:
-            await run_local(solve_jobs(instances, settings), settings.swebench.workers, hooks)
+            await run_local(items, settings.swebench.workers, hooks)
     return BatchSummary(
-        total=len(instances),
+        total=len(payloads),
         done=progress.done,
         failed=progress.failed,
         skipped=progress.skipped,
-        not_started=len(instances) - len(outcomes),
+        not_started=len(payloads) - len(outcomes),
         stopped=hooks.stopped[0] if hooks.stopped else "",
         cost_usd=reader.spent(),
     )
 
 
+def read_prediction_records(path: Path) -> list[dict[str, Any]]:
+    """The records of one SWE-bench prediction file (JSONL, or a JSON list or mapping), each with an instance_id."""
+    if not path.is_file():
+        raise ValueError(f"predictions file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        records = list(data.values()) if isinstance(data, dict) else data
+    else:
+        records = read_jsonl(path)
+    for n, record in enumerate(records, 1):
+        if not isinstance(record, dict) or "instance_id" not in record:
+            raise ValueError(f"{path}: record {n} has no instance_id")
+    return records
+
+
 def read_predictions(paths: Sequence[Path]) -> dict[str, str]:
-    """instance_id → model_patch from SWE-bench prediction files (JSONL, or a JSON list or mapping)."""
-    out: dict[str, str] = {}
-    for path in paths:
-        if not path.is_file():
-            raise ValueError(f"predictions file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            data = json.loads(text)
-            records = list(data.values()) if isinstance(data, dict) else data
-        else:
-            records = read_jsonl(path)
-        for n, record in enumerate(records, 1):
-            if not isinstance(record, dict) or "instance_id" not in record:
-                raise ValueError(f"{path}: record {n} has no instance_id")
-            out[record["instance_id"]] = record.get("model_patch") or ""
-    return out
+    """instance_id → model_patch from SWE-bench prediction files."""
+    return {r["instance_id"]: r.get("model_patch") or "" for path in paths for r in read_prediction_records(path)}
 
 
 def run_candidates(run_dir: Path, instance_id: str) -> dict[str, str]:
     """Every distinct candidate patch of one instance in a run directory, named `candidate-<id>`."""
     inst = RunStore(run_dir).instance(instance_id)
     return {f"candidate-{c.id}": c.patch for c in collect_candidates(inst.all_editing())}
+
+
+def run_scripts(run_dir: Path, instance_id: str) -> list[str]:
+    """The final test script of each trajectory of one instance in a run directory: its editing half's (which
+    may have revised it), else its testing half's."""
+    inst = RunStore(run_dir).instance(instance_id)
+    edited = {r.index: r.script for r in inst.all_editing()}
+    tested = {r.index: r.script for r in inst.all_testing()}
+    return [script for i in sorted(edited.keys() | tested.keys()) if (script := edited.get(i) or tested.get(i))]
+
+
+def ensemble_inputs(
+    instances: Sequence[SWEInstance], predictions: Sequence[Path], runs: Sequence[Path], only_mentioned: bool
+) -> list[EnsembleJob]:
+    """Each instance's pool (every prediction file's patch, then every run's candidates, in the order given)
+    and the runs' scripts. With `only_mentioned`, instances that no input names are left out."""
+    files = [(path, {r["instance_id"]: r for r in read_prediction_records(path)}) for path in predictions]
+    jobs = []
+    for instance in instances:
+        iid = instance.instance_id
+        sources = [
+            (Provenance(origin=str(path), name=str(r.get("model_name_or_path") or "")), r.get("model_patch") or "")
+            for path, records in files
+            if (r := records.get(iid)) is not None
+        ]
+        sources += [
+            (Provenance(origin=str(run), name=name), patch)
+            for run in runs
+            for name, patch in run_candidates(run, iid).items()
+        ]
+        in_runs = [run for run in runs if RunStore(run).instance(iid).root.is_dir()]
+        if only_mentioned and not sources and not in_runs:
+            continue
+        scripts = distinct_scripts([script for run in in_runs for script in run_scripts(run, iid)])
+        jobs.append(EnsembleJob(instance=instance, pool=pool_patches(iid, sources), scripts=scripts))
+    return jobs
 
 
 class EvalSummary(BaseModel):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codemonkeys.config import Settings
+from codemonkeys.swebench.ensemble import EnsembleJob, ensemble_job
 from codemonkeys.swebench.jobs import EvalJob, JobOutcome, eval_job, solve_job
 from codemonkeys.swebench.models import EvalVerdict, SWEInstance
 
@@ -61,12 +62,21 @@ def eval_jobs(jobs: Sequence[EvalJob], settings: Settings) -> list[tuple[str, Ca
     return [(j.instance.instance_id, lambda j=j: eval_job(j, settings)) for j in jobs]
 
 
+def ensemble_jobs(jobs: Sequence[EnsembleJob], settings: Settings) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    return [(j.instance.instance_id, lambda j=j: ensemble_job(j, settings)) for j in jobs]
+
+
 def _ray_solve(instance_json: str, settings_json: str) -> str:
     """A Ray task: one instance, solved on its own event loop in the worker process."""
     outcome = asyncio.run(
         solve_job(SWEInstance.model_validate_json(instance_json), Settings.model_validate_json(settings_json))
     )
     return outcome.model_dump_json()
+
+
+def _ray_ensemble(job_json: str, settings_json: str) -> str:
+    job = EnsembleJob.model_validate_json(job_json)
+    return asyncio.run(ensemble_job(job, Settings.model_validate_json(settings_json))).model_dump_json()
 
 
 def _ray_eval(job_json: str, settings_json: str) -> str:
@@ -83,8 +93,8 @@ def _ray_module() -> Any:
 
 
 async def run_ray(kind: str, payloads: Sequence[tuple[str, str]], settings: Settings, hooks: Hooks) -> None:
-    """`payloads` are (key, JSON of an instance or an eval job); `kind` is "solve" or "eval". At most
-    `workers` tasks are in flight, spread over the cluster's nodes."""
+    """`payloads` are (key, JSON of an instance, an eval job or an ensemble job); `kind` is "solve", "eval" or
+    "ensemble". At most `workers` tasks are in flight, spread over the cluster's nodes."""
     ray = _ray_module()
     s = settings.swebench
     if not ray.is_initialized():
@@ -94,9 +104,7 @@ async def run_ray(kind: str, payloads: Sequence[tuple[str, str]], settings: Sett
         else:
             options["num_cpus"] = s.workers
         await asyncio.to_thread(ray.init, **options)
-    task = ray.remote(_ray_solve if kind == "solve" else _ray_eval).options(
-        num_cpus=1, scheduling_strategy="SPREAD", max_retries=0
-    )
+    task = ray.remote(_RAY_TASKS[kind]).options(num_cpus=1, scheduling_strategy="SPREAD", max_retries=0)
     settings_json = settings.model_dump_json()
     queue = list(payloads)
     running: dict[Any, str] = {}
@@ -120,8 +128,11 @@ async def run_ray(kind: str, payloads: Sequence[tuple[str, str]], settings: Sett
         raise
 
 
+_RAY_TASKS = {"solve": _ray_solve, "eval": _ray_eval, "ensemble": _ray_ensemble}
+
+
 def _decode(kind: str, text: str) -> Any:
-    if kind == "solve":
+    if kind != "eval":
         return JobOutcome.model_validate_json(text)
     from pydantic import TypeAdapter
 
