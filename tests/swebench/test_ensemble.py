@@ -199,9 +199,10 @@ def test_a_rerun_makes_no_model_call_for_finished_work(pooled: dict) -> None:
     assert _predictions(run_dir) == predictions
 
 
-def test_failures_single_candidates_and_empty_pools_each_get_their_result(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_failures_single_candidates_and_empty_pools_each_get_their_result(tmp_path: Path, executor: str) -> None:
     """No model or environment is needed here: one candidate is chosen as it is, an empty pool gives an empty
-    patch, and an instance whose spec is unknown fails alone."""
+    patch, and an instance whose spec is unknown fails alone; on Ray as in this process."""
     ids = ["acme__calc-70", "acme__calc-71", "acme__calc-72"]
     repos, dataset, specs, patches = make_benchmark(tmp_path, ids)
     records = _lines(dataset)
@@ -212,7 +213,16 @@ def test_failures_single_candidates_and_empty_pools_each_get_their_result(tmp_pa
     run_dir = tmp_path / "ensemble"
     env_cache = tmp_path / "no-env"
     with FakeModelServer(oracle) as server:
-        inputs = ["--predictions", str(a), "--predictions", str(b), "--instances", ",".join(ids)]
+        inputs = [
+            "--predictions",
+            str(a),
+            "--predictions",
+            str(b),
+            "--instances",
+            ",".join(ids),
+            "--executor",
+            executor,
+        ]
         proc = cli(*ensemble_args(dataset, inputs, server, run_dir), *common(repos, specs, env_cache))
         assert server.calls == []
     assert proc.returncode == 1, proc.stderr
