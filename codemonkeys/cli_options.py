@@ -95,6 +95,7 @@ MODEL_OPTIONS = (
 CONTEXT_OPTIONS = (
     Opt("context.rankings", int, "Independent file rankings to average."),
     Opt("context.context_tokens", int, "Token budget for the ranked files in the prompt."),
+    Opt("context.screen", str, "Files relevance screens: code (code, build, config; tests as outlines) or all."),
 )
 GENERATION_OPTIONS = (
     Opt("generation.samples", int, "Parallel trajectories per issue."),

@@ -17,6 +17,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from codemonkeys.file_kinds import Screen
+
 SandboxKind = Literal["auto", "local", "docker"]
 ENV_PREFIX = "CODEMONKEYS_"
 
@@ -76,6 +78,17 @@ class ContextSettings(_Group):
     rankings: int = Field(3, ge=1, description="independent file rankings to average")
     context_tokens: int = Field(120_000, ge=1000, description="token budget for the ranked files in the prompt")
     max_file_tokens: int = Field(50_000, ge=100, description="files larger than this are shown as an outline")
+    screen: Screen = Field(
+        "code",
+        description="code: relevance screens code, build and config files (tests as outlines), not docs, test data, "
+        "licences; all: every text file whole",
+    )
+    screen_file_tokens: int = Field(
+        16_000,
+        ge=100,
+        description="with screen=code, relevance sees a larger file as its outline and the lines that mention "
+        "the issue's identifiers",
+    )
 
 
 class GenerationSettings(_Group):

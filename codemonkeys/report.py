@@ -163,7 +163,7 @@ def _context(inst: InstanceStore) -> str:
         ),
     ]
     if context and context.skipped:
-        counts = Counter(s.reason for s in context.skipped).most_common()
+        counts = Counter(s.category for s in context.skipped).most_common()
         parts.append(
             details(
                 f"{len(context.skipped)} files not screened",

@@ -53,13 +53,17 @@ class ScriptedModel:
         self.lock = threading.Lock()
 
     def __call__(self, messages: list[dict], model: str) -> str:
-        first = messages[0]["content"]
-        turn = len(messages) // 2
+        first = (
+            messages[0]["content"] + messages[1]["content"]
+            if messages[0]["role"] == "system"
+            else messages[0]["content"]
+        )
+        turn = sum(m["role"] == "assistant" for m in messages)
         if "Rank these files" in first:
             if turn == 0:
                 with self.lock:
                     return self.rankings.pop(0)[0]
-            return self.retries[messages[1]["content"]]
+            return self.retries[messages[-2]["content"]]
         match = FILE_PATH.search(first)
         assert match, "a relevance prompt names its file"
         path = match.group(1)
@@ -77,6 +81,7 @@ REPO_FILES: dict[str, str | bytes] = {
     "calc/retry.py": "def retry(f):\n    return f()\n",
     "calc/garbled.py": "def garbled():\n    pass\n",
     "docs/notes.md": "# Notes\n\nNothing here.\n",
+    "calc/tests/test_ops.py": "from calc.ops import subtract\n\n\ndef test_subtract(x=3):\n    assert subtract(x, 1) == 2  # TEST_BODY\n",
     "logo.png": b"\x89PNG\0\0",
     "poetry.lock": "[[package]]\n",
     "node_modules/x.js": "module.exports = 1;\n",
@@ -146,12 +151,15 @@ async def run_context(
 
 
 def relevance_calls(server: FakeModelServer) -> list[str]:
-    return [m.group(1) for c in server.calls if (m := FILE_PATH.search(c.messages[0]["content"]))]
+    return [
+        m.group(1) for c in server.calls if len(c.messages) > 1 and (m := FILE_PATH.search(c.messages[1]["content"]))
+    ]
 
 
 def prompt_for(server: FakeModelServer, path: str) -> str:
-    """The first prompt of the relevance conversation about `path`."""
-    return next(c.messages[0]["content"] for c in server.calls if f'<file path="{path}">' in c.messages[0]["content"])
+    """The first prompt of the relevance conversation about `path`: the shared part, then the file."""
+    call = next(c for c in server.calls if len(c.messages) > 1 and f'<file path="{path}">' in c.messages[1]["content"])
+    return call.messages[0]["content"] + "\n" + call.messages[1]["content"]
 
 
 def ranking_calls(server: FakeModelServer) -> int:
@@ -299,25 +307,39 @@ async def test_build_context_end_to_end(problem: Problem, tmp_path: Path) -> Non
 
     # every source file was asked about once, retried files twice; skipped files never
     asked = relevance_calls(server)
-    assert sorted(set(asked)) == sorted(p for p in REPO_FILES if p.endswith((".py", ".md")))
+    assert sorted(set(asked)) == sorted(p for p in REPO_FILES if p.endswith(".py"))
     assert asked.count("calc/retry.py") == 2 and asked.count("calc/garbled.py") == 2
     assert asked.count("calc/ops.py") == 1
-    assert {s.path for s in result.skipped} == {"logo.png", "poetry.lock", "node_modules/x.js"}
+    assert {(s.path, s.reason) for s in result.skipped} == {
+        ("docs/notes.md", "documentation"),
+        ("logo.png", "image (.png)"),
+        ("poetry.lock", "lock file"),
+        ("node_modules/x.js", "vendored (node_modules/)"),
+    }
 
-    # the prompt carries the issue and the file; the huge file is shown as its outline
-    prompts = {path: prompt_for(server, path) for path in ("calc/ops.py", "calc/huge.py")}
+    # the prompt carries the issue and the file; the huge file is shown as its outline, the test as its own
+    prompts = {path: prompt_for(server, path) for path in ("calc/ops.py", "calc/huge.py", "calc/tests/test_ops.py")}
     assert ISSUE.strip() in prompts["calc/ops.py"] and REPO_FILES["calc/ops.py"] in prompts["calc/ops.py"]
     assert "def function_0(a, b)" in prompts["calc/huge.py"] and "BODY_MARKER" not in prompts["calc/huge.py"]
     assert "outline" in prompts["calc/huge.py"]
-    retry_turn = next(c for c in server.calls if len(c.messages) == 3 and "calc/retry.py" in c.messages[0]["content"])
-    assert retry_turn.messages[1] == {"role": "assistant", "content": "I think it matters."}
-    assert "RELEVANCE: Relevant" in retry_turn.messages[2]["content"]
+    test_prompt = prompts["calc/tests/test_ops.py"]
+    assert "a test file, shown as its outline" in test_prompt
+    assert "def test_subtract(x=3)  (lines 4-5)" in test_prompt and "TEST_BODY" not in test_prompt
+
+    # instructions and issue come first, byte-identical in every relevance call: the cached prefix
+    firsts = {c.messages[0]["content"] for c in server.calls if c.stage == "relevance"}
+    assert len(firsts) == 1 and ISSUE.strip() in firsts.pop()
+    assert {c.messages[0]["role"] for c in server.calls if c.stage == "relevance"} == {"system"}
+    assert all(ISSUE.strip() not in c.messages[1]["content"] for c in server.calls if c.stage == "relevance")
+    retry_turn = next(c for c in server.calls if len(c.messages) == 4 and "calc/retry.py" in c.messages[1]["content"])
+    assert retry_turn.messages[2] == {"role": "assistant", "content": "I think it matters."}
+    assert "RELEVANCE: Relevant" in retry_turn.messages[3]["content"]
 
     verdicts = {v.path: v for v in result.relevance}
     assert verdicts["calc/ops.py"].relevant is True
     assert verdicts["calc/parse.py"].summary == "Parses operands\nthat reach subtract."
     assert verdicts["calc/retry.py"].relevant is True
-    assert verdicts["docs/notes.md"].relevant is False
+    assert verdicts["calc/__init__.py"].relevant is False
     garbled = verdicts["calc/garbled.py"]
     assert garbled.relevant is None and "unparsable answer twice" in garbled.error
     assert "Still not sure." in garbled.error and not garbled.call_failed
@@ -360,7 +382,7 @@ async def test_resume_asks_only_for_missing_verdicts_and_replays_rankings(proble
 
     # as if killed after three verdicts, one of them a failed call, and before ranking.json was written
     records = read_jsonl(store.relevance_log)
-    kept = [r for r in records if r["path"] in {"calc/ops.py", "calc/parse.py", "docs/notes.md"}]
+    kept = [r for r in records if r["path"] in {"calc/ops.py", "calc/parse.py", "calc/__init__.py"}]
     failed = {
         "path": "calc/huge.py",
         "tokens": 1,
@@ -376,12 +398,12 @@ async def test_resume_asks_only_for_missing_verdicts_and_replays_rankings(proble
         client, settings, store = setup(server, tmp_path)
         second = await run_context(problem, client, settings, store)
     assert sorted(relevance_calls(server)) == [
-        "calc/__init__.py",
         "calc/garbled.py",
         "calc/garbled.py",
         "calc/huge.py",
         "calc/retry.py",
         "calc/retry.py",
+        "calc/tests/test_ops.py",
     ]
     assert ranking_calls(server) == 0
     assert second.ranked == first.ranked and second.files == first.files

@@ -95,7 +95,7 @@ def repo(tmp_path: Path) -> tuple[Path, str]:
 
 def test_reads_text_sources_and_skips_the_rest_with_reasons(repo: tuple[Path, str]) -> None:
     path, sha = repo
-    files, skipped = list_source_files(path, sha, max_file_tokens=200)
+    files, skipped = list_source_files(path, sha, max_file_tokens=200, screen="all")
 
     assert [f.path for f in files] == [
         "README.md",
@@ -106,7 +106,15 @@ def test_reads_text_sources_and_skips_the_rest_with_reasons(repo: tuple[Path, st
         "pkg/huge.py",
         "setup.cfg",
     ]
+    assert not any(f.test for f in files)
     reasons = {s.path: s.reason for s in skipped}
+    code_files, code_skipped = list_source_files(path, sha, max_file_tokens=200)
+    assert [f.path for f in code_files] == ["config.yaml", "pkg/__init__.py", "pkg/core.py", "pkg/huge.py", "setup.cfg"]
+    assert {s.path: s.reason for s in code_skipped} == reasons | {
+        "README.md": "documentation",
+        "docs/guide.rst": "documentation",
+        "latin1.txt": "documentation",
+    }
     assert reasons == {
         "assets/font.woff2": "font (.woff2)",
         "blob.weird": "binary (NUL bytes)",
@@ -182,11 +190,11 @@ def test_reads_the_commit_not_the_working_tree(tmp_path: Path) -> None:
 
 def test_byte_cap_grows_with_max_file_tokens(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    sha = commit_files(repo, {"big.txt": "line of text\n" * (MAX_FILE_BYTES // 13 + 100)})
+    sha = commit_files(repo, {"big.py": "# line of text\n" * (MAX_FILE_BYTES // 15 + 100)})
     _, skipped = list_source_files(repo, sha, max_file_tokens=1000)
-    assert [s.path for s in skipped] == ["big.txt"]
+    assert [s.path for s in skipped] == ["big.py"]
     files, _ = list_source_files(repo, sha, max_file_tokens=MAX_FILE_BYTES)
-    assert [f.path for f in files] == ["big.txt"]
+    assert [f.path for f in files] == ["big.py"]
 
 
 def test_unknown_commit_raises(tmp_path: Path) -> None:

@@ -40,14 +40,15 @@ async def build_context(
         return saved
 
     files, skipped = await asyncio.to_thread(
-        list_source_files, Path(problem.repo_path), problem.commit, settings.max_file_tokens
+        list_source_files, Path(problem.repo_path), problem.commit, settings.max_file_tokens, settings.screen
     )
     originals.remember(files)
-    reasons = Counter(s.reason.split(":")[0].split(" (")[0] for s in skipped)
+    reasons = Counter(s.category for s in skipped)
     why = ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
     log.info(
-        "context: %d source files read, %d skipped%s (-v lists them)",
+        "context: %d source files read (%d tests, screened from their outlines), %d skipped%s (-v lists them)",
         len(files),
+        sum(f.test for f in files),
         len(skipped),
         f" ({why})" if why else "",
     )

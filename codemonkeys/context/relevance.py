@@ -12,9 +12,10 @@ from codemonkeys.config import ContextSettings, ModelSettings
 from codemonkeys.context.models import FileRelevance
 from codemonkeys.jsonfiles import append_jsonl, read_jsonl
 from codemonkeys.llm import ModelCallError, ModelClient, RequestRefused
+from codemonkeys.mentions import issue_identifiers
 from codemonkeys.problem import Problem
 from codemonkeys.prompts import render
-from codemonkeys.repo_files import SourceFile, view
+from codemonkeys.repo_files import FileView, SourceFile, screen_view
 from codemonkeys.stages import Stage
 from codemonkeys.window import estimate
 
@@ -37,6 +38,18 @@ _VIEW_NOTES = {
     "outline": " (too large to show whole: this is its outline, the classes and functions with their line ranges)",
     "excerpt": " (too large to show whole: this is its beginning and its end)",
 }
+_TEST_NOTES = {
+    "whole": " (a test file)",
+    "outline": " (a test file, shown as its outline: its tests and helpers with their signatures and line ranges)",
+    "excerpt": " (a test file, shown as its beginning and its end)",
+}
+_MENTIONS_NOTE = ", followed by the lines that mention identifiers from the issue"
+
+
+def view_note(file: SourceFile, shown: FileView) -> str:
+    """Tells the model what part of the file it is looking at."""
+    note = (_TEST_NOTES if file.test else _VIEW_NOTES)[shown.kind]
+    return note[:-1] + _MENTIONS_NOTE + ")" if shown.mentions else note
 
 
 def parse_relevance(text: str) -> tuple[bool, str]:
@@ -84,9 +97,17 @@ async def judge_files(
 ) -> list[FileRelevance]:
     """A verdict for every file, in the order of `files`; each is appended to the log as soon as it is known."""
     done = load_verdicts(inst)
-    # A file is shown whole up to max_file_tokens, and never beyond what the relevance model's window leaves.
+    # A file is shown whole up to the screen's limit, and never beyond what the relevance model's window leaves.
     window = client.window(models.relevance)
-    shown_tokens = max(min(settings.max_file_tokens, window.budget - estimate(problem.issue) - PROMPT_TOKENS), 100)
+    limit = (
+        min(settings.screen_file_tokens, settings.max_file_tokens)
+        if settings.screen == "code"
+        else settings.max_file_tokens
+    )
+    shown_tokens = max(min(limit, window.budget - estimate(problem.issue) - PROMPT_TOKENS), 100)
+    # The same for every file of the problem, so it goes first, in the cached prefix.
+    shared = {"role": "system", "content": render("relevance", issue=problem.issue.strip())}
+    identifiers = issue_identifiers(problem.issue)
     todo = [f for f in files if f.path not in done]
     log.info("relevance: %d files to ask about (%d already judged)", len(todo), len(files) - len(todo))
     # Bounds the prompts held in memory at once; the client bounds the requests.
@@ -95,7 +116,9 @@ async def judge_files(
 
     async def judge_and_record(file: SourceFile) -> FileRelevance:
         async with gate:
-            verdict = await _judge(problem, file, client, models.relevance, shown_tokens)
+            verdict = await _judge(
+                problem, file, client, models.relevance, shared, screen_view(file, shown_tokens, identifiers)
+            )
         append_jsonl(inst.relevance_log, verdict.model_dump())
         progress.tick()
         return verdict
@@ -126,16 +149,15 @@ class _Progress:
 
 
 async def _judge(
-    problem: Problem, file: SourceFile, client: ModelClient, model: str, max_file_tokens: int
+    problem: Problem, file: SourceFile, client: ModelClient, model: str, shared: dict[str, str], shown: FileView
 ) -> FileRelevance:
-    shown = view(file, max_file_tokens)
-    prompt = render(
-        "relevance", issue=problem.issue.strip(), path=file.path, content=shown.text, view_note=_VIEW_NOTES[shown.kind]
-    )
-    messages = [{"role": "user", "content": prompt}]
+    prompt = render("relevance_file", path=file.path, content=shown.text, view_note=view_note(file, shown))
+    messages = [shared, {"role": "user", "content": prompt}]
 
     async def ask() -> str:
-        return await client.complete(messages, model=model, instance=problem.instance_id, stage=Stage.RELEVANCE)
+        return await client.complete(
+            messages, model=model, instance=problem.instance_id, stage=Stage.RELEVANCE, cache_prefix=1
+        )
 
     try:
         answer = await ask()
