@@ -122,7 +122,8 @@ def classify(path: str, packages: frozenset[str] = frozenset()) -> Kind:
         return Kind(skip="vendored (web library)")
     if any(d.endswith(".egg-info") for d in dirs) or name == "PKG-INFO":
         return Kind(skip="generated (packaging metadata)")
-    if not code and (_CHANGELOG_NAMES.match(name) or any(d in _CHANGELOG_DIRS for d in dirs)):
+    fragment = any(d in _CHANGELOG_DIRS for d in dirs) and str(p.parent) not in packages  # towncrier's any suffix
+    if fragment or (not code and _CHANGELOG_NAMES.match(name)):
         return Kind(skip="changelog")
     if not code and any(d in _DOC_DIRS for d in dirs):
         return Kind(skip="documentation")
