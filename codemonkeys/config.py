@@ -83,8 +83,9 @@ class ContextSettings(_Group):
         description="code: relevance screens code, build and config files (tests as outlines), not docs, test data, "
         "licences; all: every text file whole",
     )
+    # Like Agentless's skeletons: signatures and the lines tell relevance enough about a large module.
     screen_file_tokens: int = Field(
-        16_000,
+        2_000,
         ge=100,
         description="with screen=code, relevance sees a larger file as its outline and the lines that mention "
         "the issue's identifiers",
