@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -49,6 +51,8 @@ def main(
     ] = False,
 ) -> None:
     """CodeMonkeys: point it at a repo and an issue, get back one tested patch."""
+    # `kill -USR1 <pid>` prints every thread's stack: how a run that seems stuck shows where it waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 @app.command()

@@ -142,6 +142,17 @@ def _usage_per_instance(run_dir: Path) -> Counter[str]:
     return Counter(json.loads(line)["instance"] for line in lines if line.strip())
 
 
+def _stopped(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    """The stderr of a process told to stop; one that hangs fails with every thread's stack (SIGUSR1)."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        pytest.fail(f"no exit {timeout:.0f} s after SIGINT; its stderr and stacks:\n{proc.communicate()[1][-20000:]}")
+
+
 def test_a_killed_batch_resumes_without_redoing_an_instance(tmp_path: Path, env_cache: Path) -> None:
     ids = [f"acme__calc-{n}" for n in range(20, 26)]
     repos, dataset, specs, _ = make_benchmark(tmp_path, ids)
@@ -161,7 +172,7 @@ def test_a_killed_batch_resumes_without_redoing_an_instance(tmp_path: Path, env_
         ):
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        err = _stopped(proc)
         assert proc.returncode == 130, err
         assert "rerun the same command to resume" in err
         finished = {
