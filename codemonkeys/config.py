@@ -49,6 +49,9 @@ class ModelSettings(_Group):
         5, ge=1, description="failed calls in a row after which a model is not called again in this run"
     )
     retry_base_delay: float = Field(1.0, gt=0, description="seconds before the first retry; doubles per attempt")
+    lean_client: bool = Field(
+        True, description="calls to an OpenAI-compatible api_base skip litellm (a fraction of its CPU per call)"
+    )
     context_windows: dict[str, int] = Field(
         default_factory=dict, description="input tokens per model, where litellm does not know them (or is wrong)"
     )

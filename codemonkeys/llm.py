@@ -2,27 +2,32 @@
 
 Every call goes through `ModelClient.complete`: a per-model concurrency limit, retries with backoff on
 transient failures, provider prompt-cache markers, one usage record per call in `usage.jsonl` (failed
-calls too) and a budget checked before every attempt. litellm is imported on first use only: it takes
-seconds to import and the CLI's `--help` should not pay that.
+calls too) and a budget checked before every attempt. Calls to an OpenAI-compatible `api_base` take the lean
+path of `openai_compat` (a fraction of litellm's CPU per call); every other provider goes through litellm,
+which is imported on first use only: it takes seconds to import and the CLI's `--help` should not pay that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import random
+import sys
 import time
 import weakref
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from codemonkeys import openai_compat
 from codemonkeys.config import BudgetSettings, ModelSettings
 from codemonkeys.jsonfiles import append_jsonl, atomic_write_text
+from codemonkeys.openai_compat import Completion, GarbageResponse
 
 if TYPE_CHECKING:
     from codemonkeys.window import Window
@@ -106,10 +111,6 @@ class RequestRefused(Exception):
     outage, so the run goes on; the conversation that sent it ends with the work it has and says why."""
 
 
-class _GarbageResponse(Exception):
-    """A 200 answer without usable text: retried like a 5xx."""
-
-
 @functools.cache
 def litellm_module() -> ModuleType:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -119,6 +120,23 @@ def litellm_module() -> ModuleType:
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return litellm
+
+
+def _loaded_litellm() -> ModuleType | None:
+    """litellm if a call already imported it: errors of the lean path are told apart without importing it."""
+    return litellm_module() if "litellm" in sys.modules else None
+
+
+class Price(BaseModel):
+    """USD per token."""
+
+    input: float
+    output: float
+    cache_read: float
+
+    def of(self, answer: Completion) -> float:
+        fresh = max(0, answer.prompt_tokens - answer.cached_tokens)
+        return fresh * self.input + answer.cached_tokens * self.cache_read + answer.completion_tokens * self.output
 
 
 def _uses_cache_markers(model: str) -> bool:
@@ -182,28 +200,33 @@ def _describe(exc: BaseException, api_key: str | None, limit: int = 300) -> str:
 
 
 def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, _GarbageResponse):
+    if isinstance(exc, GarbageResponse | TimeoutError | ConnectionError):
         return True
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return status in _RETRY_STATUS or status >= 500
-    litellm = litellm_module()
-    return isinstance(exc, litellm.APIConnectionError | litellm.Timeout | TimeoutError | ConnectionError)
+    litellm = _loaded_litellm()
+    return litellm is not None and isinstance(exc, litellm.APIConnectionError | litellm.Timeout)
 
 
 def _refused(exc: Exception) -> bool:
     """A 4xx about the request itself; auth, permission and unknown-model errors are the setup's fault and
     stop the run instead (fixed, a rerun resumes)."""
-    if isinstance(exc, litellm_module().ContextWindowExceededError):
+    litellm = _loaded_litellm()
+    if isinstance(exc, openai_compat.ContextWindowExceeded) or (
+        litellm is not None and isinstance(exc, litellm.ContextWindowExceededError)
+    ):
         return True
     return getattr(exc, "status_code", None) in _REFUSED_STATUS
 
 
 def _retry_after(exc: Exception) -> float:
     """Seconds the provider asked us to wait (a Retry-After header in seconds), capped like the backoff.
-    litellm keeps the provider's headers in `litellm_response_headers`; `response` is its own stand-in."""
+    The lean path keeps the headers in `headers`, litellm in `litellm_response_headers`; `response` is its
+    own stand-in."""
     value = None
     for headers in (
+        getattr(exc, "headers", None),
         getattr(exc, "litellm_response_headers", None),
         getattr(getattr(exc, "response", None), "headers", None),
     ):
@@ -216,24 +239,21 @@ def _retry_after(exc: Exception) -> float:
         return 0.0
 
 
-def _answer_text(response: Any) -> str:
+def _litellm_completion(response: Any) -> Completion:
     choices = getattr(response, "choices", None)
     if not choices:
-        raise _GarbageResponse("response has no choices")
+        raise GarbageResponse("response has no choices")
     text = getattr(getattr(choices[0], "message", None), "content", None)
     if not isinstance(text, str):
-        raise _GarbageResponse("response has no text content")
-    return text
-
-
-def _usage(response: Any) -> tuple[int, int, int]:
+        raise GarbageResponse("response has no text content")
     usage = getattr(response, "usage", None)
     details = getattr(usage, "prompt_tokens_details", None)
     cached = getattr(details, "cached_tokens", None) or getattr(usage, "cache_read_input_tokens", None) or 0
-    return (
-        int(getattr(usage, "prompt_tokens", 0) or 0),
-        int(getattr(usage, "completion_tokens", 0) or 0),
-        int(cached),
+    return Completion(
+        text=text,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(cached),
     )
 
 
@@ -254,6 +274,7 @@ class ModelClient:
         self._totals: dict[tuple[str, str], StageTotals] = {}
         self._reserved: dict[str, float] = {}
         self._model_cost: dict[str, float] = {}
+        self._prices: dict[str, Price | None] = {}
         self._failures: dict[str, tuple[int, str]] = {}
         self._offset = 0
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
@@ -290,8 +311,8 @@ class ModelClient:
     async def complete(
         self, messages: Messages, *, model: str, instance: str, stage: str, cache_prefix: int = 0
     ) -> str:
-        litellm = litellm_module()
         request = self._request(model, mark_cache_prefix(messages, model, cache_prefix), stage)
+        lean = self.settings.lean_client and openai_compat.serves(model, self.settings.api_base)
         started = time.monotonic()
         attempts = 0
         estimate = self._input_cost(model, request["messages"])
@@ -303,10 +324,15 @@ class ModelClient:
                     attempts += 1
                     self._reserved[instance] = self._reserved.get(instance, 0.0) + estimate
                     try:
-                        response = await litellm.acompletion(**request)
+                        if lean:
+                            response = None
+                            answer = await self._lean_call(request, stage)
+                        else:
+                            response = await litellm_module().acompletion(**request)
                     finally:
                         self._reserved[instance] -= estimate
-                text = _answer_text(response)
+                if response is not None:
+                    answer = _litellm_completion(response)
             except RunStopped as exc:
                 exc.stage = stage
                 if attempts and isinstance(exc, BudgetExceeded):
@@ -323,19 +349,28 @@ class ModelClient:
                 self._failures[model] = (self._failures.get(model, (0, ""))[0] + 1, error)
                 raise ModelCallError(f"{model} failed after {attempts} attempt(s): {error}", stage) from None
             self._failures.pop(model, None)
-            prompt, completion, cached = _usage(response)
             self._write(
                 instance,
                 stage,
                 model,
                 started,
                 attempts,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cached_tokens=cached,
-                cost_usd=self._cost(model, response, prompt, completion),
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+                cached_tokens=answer.cached_tokens,
+                cost_usd=self._cost(model, answer, response),
             )
-            return text
+            return answer.text
+
+    async def _lean_call(self, request: dict[str, Any], stage: str) -> Completion:
+        body = {k: request[k] for k in ("model", "messages", "temperature", "max_tokens")}
+        return await openai_compat.chat(
+            request["api_base"],
+            body,
+            api_key=request["api_key"],
+            headers={STAGE_HEADER: stage},
+            timeout=request["timeout"],
+        )
 
     def _request(self, model: str, messages: Messages, stage: str) -> dict[str, Any]:
         request: dict[str, Any] = {
@@ -392,26 +427,37 @@ class ModelClient:
                     f"of its ${limit:.4f} budget"
                 )
 
+    def _price(self, model: str) -> Price | None:
+        """The configured price, else litellm's, looked up once per model (None: unpriced, so free): litellm
+        raises for an unknown model, and raising on every call cost more than the call itself."""
+        if model not in self._prices:
+            configured = self.settings.prices.get(model)
+            if configured is not None:
+                per_token = (configured[0] / 1_000_000, configured[1] / 1_000_000)
+                self._prices[model] = Price(input=per_token[0], output=per_token[1], cache_read=per_token[0])
+            else:
+                self._prices[model] = _litellm_price(model)
+        return self._prices[model]
+
     def _input_cost(self, model: str, messages: Messages) -> float:
         """The call's input cost, estimated at four characters a token before any tokenizer runs."""
-        tokens = sum(len(content_text(m.get("content"))) for m in messages) // 4
-        price = self.settings.prices.get(model)
-        if price is not None:
-            return tokens * price[0] / 1_000_000
-        try:
-            prompt_cost, _ = litellm_module().cost_per_token(model=model, prompt_tokens=tokens, completion_tokens=0)
-            return float(prompt_cost or 0.0)
-        except Exception:
+        price = self._price(model)
+        if price is None:
             return 0.0
+        return sum(len(content_text(m.get("content"))) for m in messages) // 4 * price.input
 
-    def _cost(self, model: str, response: Any, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self.settings.prices.get(model)
-        if price is not None:
-            return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
-        try:
-            return float(litellm_module().completion_cost(completion_response=response, model=model) or 0.0)
-        except Exception:
+    def _cost(self, model: str, answer: Completion, response: Any) -> float:
+        """From the cached price; a litellm response of a model litellm prices is costed by litellm, which knows
+        each provider's cache-write and long-context prices."""
+        price = self._price(model)
+        if price is None:
             return 0.0
+        if response is not None and model not in self.settings.prices:
+            try:
+                return float(litellm_module().completion_cost(completion_response=response, model=model) or 0.0)
+            except Exception:
+                pass
+        return price.of(answer)
 
     def _write(self, instance: str, stage: str, model: str, started: float, attempts: int, **fields: Any) -> None:
         record = CallRecord(
@@ -455,10 +501,53 @@ class ModelClient:
         self._offset += end
 
 
+def _litellm_price(model: str) -> Price | None:
+    try:
+        info = litellm_module().get_model_info(model)
+    except Exception:
+        return None
+    input_price = float(info.get("input_cost_per_token") or 0.0)
+    output_price = float(info.get("output_cost_per_token") or 0.0)
+    if not input_price and not output_price:
+        return None
+    cache_read = info.get("cache_read_input_token_cost")
+    return Price(input=input_price, output=output_price, cache_read=input_price if cache_read is None else cache_read)
+
+
 class Transcript(BaseModel):
-    """The model answers of one conversation, in order: replayed positionally on resume."""
+    """The model answers of one conversation, in order: replayed positionally on resume.
+
+    On disk one JSON line per answer, appended as each call finishes (`{"response": text}`); a line torn by a
+    kill is skipped, and the call it belonged to is made again in its place. A transcript written whole by an
+    earlier version (one JSON object) is still read."""
+
+    model_config = ConfigDict(extra="forbid")
 
     responses: list[str] = []
+
+    @classmethod
+    def read(cls, path: Path) -> Transcript:
+        return cls.load(path)[0]
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[Transcript, bool]:
+        """The transcript, and whether it was written whole."""
+        if not path.exists():
+            return cls(), False
+        data = path.read_bytes()
+        try:
+            return cls.model_validate_json(data), True
+        except ValueError:
+            pass
+        responses = []
+        for line in data.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("response"), str):
+                responses.append(record["response"])
+        return cls(responses=responses), False
 
 
 class RecordedCalls:
@@ -470,14 +559,10 @@ class RecordedCalls:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        saved = None
-        if path.exists():
-            try:
-                saved = Transcript.model_validate_json(path.read_text(encoding="utf-8"))
-            except ValueError:
-                saved = None
-        self.transcript = saved or Transcript()
+        self.transcript, whole = Transcript.load(path)
         self.position = 0
+        if whole:  # rewritten once as lines, so that answers can be appended
+            atomic_write_text(path, "".join(json.dumps({"response": t}) + "\n" for t in self.transcript.responses))
 
     def replay(self) -> str | None:
         if self.position < len(self.transcript.responses):
@@ -486,9 +571,10 @@ class RecordedCalls:
         return None
 
     def record(self, text: str) -> None:
+        """One appended line, not a rewrite with fsync: the event loop is not held for the whole transcript."""
         self.transcript.responses.append(text)
         self.position += 1
-        atomic_write_text(self.path, self.transcript.model_dump_json(indent=1))
+        append_jsonl(self.path, {"response": text})
 
 
 class BoundModel:

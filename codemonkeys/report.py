@@ -246,12 +246,7 @@ def _output(name: str, run: ScriptRun | None) -> str:
 
 def _answers(path: Path) -> list[str]:
     """A conversation's model answers (its `*.calls.json`); none when it is missing or unreadable."""
-    if not path.exists():
-        return []
-    try:
-        return Transcript.model_validate_json(path.read_text(encoding="utf-8")).responses
-    except ValidationError:
-        return []
+    return Transcript.read(path).responses
 
 
 def _body(answers: list[str], turn: Turn) -> str | None:

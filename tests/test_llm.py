@@ -21,12 +21,23 @@ from codemonkeys.llm import (
     ModelClient,
     RequestRefused,
     RunStopped,
+    Transcript,
     check_provider_key,
     mark_cache_prefix,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = [{"role": "user", "content": "fix the bug please"}]
+
+
+@pytest.fixture(params=["lean", "litellm"])
+def settings_for(settings_for, request):
+    """Every promise holds on both paths to an api_base: the lean OpenAI-compatible client and litellm."""
+
+    def build(server, tmp=None, **overrides):
+        return settings_for(server, tmp, lean_client=request.param == "lean", **overrides)
+
+    return build
 
 
 def client_from(settings: Settings, usage_path: Path | None = None) -> ModelClient:
@@ -338,7 +349,7 @@ async def test_bound_model_replays_recorded_answers_after_restart(fake_server, s
     assert server.requests == 2
     assert await restarted.ask(USER) == "third"
     assert server.requests == 3
-    assert json.loads(record.read_text())["responses"] == ["first", "second", "third"]
+    assert Transcript.read(record).responses == ["first", "second", "third"]
     assert len(records(usage)) == 3
 
 
@@ -524,3 +535,87 @@ async def test_stopping_errors_carry_the_stage_they_stopped(fake_server, setting
         )
     assert isinstance(spent.value, RunStopped) and spent.value.stage == "testing"
     assert server.requests == 0
+
+
+async def test_a_torn_last_transcript_line_is_asked_again(fake_server, settings_for, tmp_path) -> None:
+    """A kill while an answer was being appended loses that answer only: it is asked for again, in its place."""
+    answers = iter(["first", "second", "again"])
+    server = fake_server(lambda messages, model: next(answers))
+    record = tmp_path / "editing" / "0.calls.json"
+    client = client_from(settings_for(server))
+    bound = client.bind(model="openai/fake", instance="i", stage="editing", record=record)
+    assert [await bound.ask(USER), await bound.ask(USER)] == ["first", "second"]
+    record.write_bytes(record.read_bytes()[:-5])
+
+    resumed = client.bind(model="openai/fake", instance="i", stage="editing", record=record)
+    assert [await resumed.ask(USER), await resumed.ask(USER)] == ["first", "again"]
+    assert server.requests == 3
+    assert Transcript.read(record).responses == ["first", "again"]
+    restarted = client.bind(model="openai/fake", instance="i", stage="editing", record=record)
+    assert [await restarted.ask(USER), await restarted.ask(USER)] == ["first", "again"]
+    assert server.requests == 3
+
+
+async def test_a_transcript_written_whole_is_replayed_and_continued(fake_server, settings_for, tmp_path) -> None:
+    server = fake_server(lambda messages, model: "third")
+    record = tmp_path / "0.calls.json"
+    record.write_text(Transcript(responses=["first", "second"]).model_dump_json(indent=1))
+    bound = client_from(settings_for(server)).bind(model="openai/fake", instance="i", stage="s", record=record)
+    assert [await bound.ask(USER) for _ in range(3)] == ["first", "second", "third"]
+    assert server.requests == 1
+    assert Transcript.read(record).responses == ["first", "second", "third"]
+
+
+async def test_an_unreachable_server_is_retried_then_fails(fake_server, settings_for) -> None:
+    server = fake_server()
+    server.stop()
+    client = client_from(settings_for(server, max_retries=2))
+    started = time.monotonic()
+    with pytest.raises(ModelCallError, match=r"failed after 3 attempt.*(?i:connect)"):
+        await client.complete(USER, model="openai/fake", instance="i", stage="s")
+    assert time.monotonic() - started < 5
+
+
+async def test_cached_tokens_are_priced_as_cache_reads(fake_server, settings_for, tmp_path) -> None:
+    """A priced model's cached prompt tokens cost litellm's cache-read price, on either path."""
+    import litellm
+
+    server = fake_server(lambda messages, model: "x" * 400)
+    usage = tmp_path / "usage.jsonl"
+    client = client_from(settings_for(server), usage_path=usage)
+    prefix = [{"role": "system", "content": "y" * 4000}, {"role": "user", "content": "go"}]
+    for _ in range(2):
+        await client.complete(prefix, model="openai/gpt-4o", instance="i", stage="s")
+
+    price = litellm.model_cost["gpt-4o"]
+    first, second = records(usage)
+    assert (second.prompt_tokens, second.cached_tokens, second.completion_tokens) == (1001, 1000, 100)
+    expected = 1 * price["input_cost_per_token"] + 1000 * price["cache_read_input_token_cost"]
+    assert second.cost_usd == pytest.approx(expected + 100 * price["output_cost_per_token"])
+    assert second.cost_usd < first.cost_usd
+
+
+def test_the_lean_path_needs_no_litellm(fake_server) -> None:
+    """A priced call to an OpenAI-compatible server never imports litellm (seconds of start-up, ms a call)."""
+    server = fake_server()
+    code = f"""
+import asyncio, sys
+from codemonkeys.config import Settings, nest
+from codemonkeys.llm import ModelClient
+settings = Settings.model_validate(nest({{"api_base": "{server.url}", "prices": {{"openai/m": [1.0, 2.0]}}}}, "t"))
+client = ModelClient(settings.models, settings.budget)
+print(asyncio.run(client.complete([{{"role": "user", "content": "hi"}}], model="openai/m", instance="i", stage="s")))
+print("litellm" in sys.modules, client.spent() > 0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split("\n")[:2] == ["echo: hi", "False True"]
+    assert "Unclosed" not in out.stderr, "the loop's connection pool is closed with the loop"
+
+
+def test_which_models_take_the_lean_path() -> None:
+    from codemonkeys.openai_compat import serves
+
+    base = "http://127.0.0.1:8000/v1"
+    assert serves("openai/qwen", base) and serves("hosted_vllm/qwen", base)
+    assert not serves("openai/qwen", None)
+    assert not serves("anthropic/claude-sonnet-4-5", base) and not serves("gpt-4o", base)

@@ -185,12 +185,7 @@ def _votes(result: SolveResult, inst: InstanceStore) -> str:
 
 def _selection_answers(inst: InstanceStore) -> list[str]:
     path = inst.selection.calls
-    if not path.exists():
-        return []
-    try:
-        return Transcript.model_validate_json(path.read_text(encoding="utf-8")).responses
-    except ValueError:
-        return []
+    return Transcript.read(path).responses
 
 
 def _reasoning(inst: InstanceStore) -> str:
