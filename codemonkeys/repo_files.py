@@ -17,7 +17,7 @@ from pydantic import BaseModel, PrivateAttr
 
 from codemonkeys.file_kinds import Screen, classify, package_dirs
 from codemonkeys.mentions import mention_regions
-from codemonkeys.syntax import outline
+from codemonkeys.syntax import Definition, outline, outline_of_tests
 
 log = logging.getLogger("codemonkeys.context")
 
@@ -90,6 +90,8 @@ _GENERATED_MARK = re.compile(
 )
 _HEAD_LINES = 10
 TEST_VIEW_TOKENS = 1_000  # what relevance sees of a test file that no grammar outlines
+TEST_OUTLINE_TOKENS = 300  # at most, of a test file's outline
+_WORD_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 
 class SkippedFile(BaseModel):
@@ -227,13 +229,14 @@ def view(file: SourceFile, max_file_tokens: int) -> FileView:
 
 
 def screen_view(file: SourceFile, max_file_tokens: int, identifiers: list[str]) -> FileView:
-    """What relevance sees: a test's outline (its tests and signatures; at most `TEST_VIEW_TOKENS` of its text
-    without a grammar); a file within `max_file_tokens` whole; a larger one condensed (`view`) with the lines
+    """What relevance sees: a test's outline (`view_of_tests`; at most `TEST_VIEW_TOKENS` of its text without a
+    grammar); a file within `max_file_tokens` whole; a larger one condensed (`view`) with the lines
     that mention the issue's `identifiers` after it, so a mention deep in a long function still shows."""
     if file.test:
-        summary = outline(file.path, file.text)
-        if summary:
-            return FileView(text=head_tail(summary, max_file_tokens * CHARS_PER_TOKEN), kind="outline")
+        definitions = outline_of_tests(file.path, file.text)
+        if definitions:
+            limit = min(max_file_tokens, TEST_OUTLINE_TOKENS) * CHARS_PER_TOKEN
+            return FileView(text=view_of_tests(definitions, identifiers, limit), kind="outline")
         limit = min(max_file_tokens, TEST_VIEW_TOKENS)
         if file.tokens <= limit:
             return FileView(text=file.text, kind="whole")
@@ -246,6 +249,40 @@ def screen_view(file: SourceFile, max_file_tokens: int, identifiers: list[str]) 
     if not mentioned:
         return view(file, max_file_tokens)
     return FileView(text=f"{condensed.text}\n\n{mentioned}", kind=condensed.kind, mentions=True)
+
+
+def view_of_tests(definitions: list[Definition], identifiers: list[str], max_chars: int) -> str:
+    """A test outline within `max_chars`, in file order with the classes around each shown test: first the
+    definitions whose names share words with the issue's `identifiers`, then those in such a class, then the
+    rest; the last line counts those left out."""
+    if sum(len(d.line) + 1 for d in definitions) <= max_chars:
+        return "\n".join(d.line for d in definitions)
+    wanted = _words(identifiers)
+
+    def chain(i: int | None) -> list[int]:
+        return [] if i is None else [i, *chain(definitions[i].parent)]
+
+    matches = [bool(wanted & _words([d.name])) for d in definitions]
+    order = sorted(
+        range(len(definitions)),
+        key=lambda i: (not matches[i], not any(matches[j] for j in chain(definitions[i].parent))),
+    )
+    shown: set[int] = set()
+    room = max_chars - 60
+    for i in order:
+        needed = [j for j in chain(i) if j not in shown]
+        cost = sum(len(definitions[j].line) + 1 for j in needed)
+        if cost <= room:
+            shown.update(needed)
+            room -= cost
+    lines = [d.line for i, d in enumerate(definitions) if i in shown]
+    return "\n".join([*lines, f"... ({len(definitions) - len(shown)} more classes and functions not shown)"])
+
+
+def _words(names: list[str]) -> set[str]:
+    """The lowercase words of snake_case, camelCase and dotted names, but short ones and "test"."""
+    words = {w.lower() for name in names for w in _WORD_PART.findall(name) if len(w) >= 3}
+    return words - {"test", "tests"}
 
 
 def _make_view(file: SourceFile, max_file_tokens: int) -> FileView:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from tree_sitter import Language, Node, Parser
 
@@ -90,6 +91,7 @@ _DEFINITIONS = {
 }
 
 _SIGNATURE_LIMIT = 200
+_FUNCTION_KINDS = ("function", "method", "constructor")
 
 
 def _languages(path: str) -> list[str]:
@@ -156,18 +158,87 @@ def outline(path: str, text: str) -> str | None:
     language = language_for(path)
     if language is None:
         return None
-    definitions = _DEFINITIONS[language]
     source = text.encode("utf-8")
-    entries = []
+    return "\n".join(
+        f"{'    ' * depth}{_signature(node, source)}  (lines {node.start_point.row + 1}-{node.end_point.row + 1})"
+        for node, depth in _definitions(language, text)
+    )
+
+
+class Definition(NamedTuple):
+    """One line of a test outline; `parent` is the index of the definition it is nested in."""
+
+    name: str
+    line: str
+    parent: int | None
+
+
+def outline_of_tests(path: str, text: str) -> list[Definition] | None:
+    """A test file's classes and functions (not those inside a function) in source order, one indented line each:
+    the name and parameters (Python decorators by their last name, `@parametrize def test_x(a, b)`), no bodies,
+    docstrings or line ranges; None without a grammar."""
+    language = language_for(path)
+    if language is None:
+        return None
+    source = text.encode("utf-8")
+    found: list[Definition] = []
+    parents: list[int | None] = []  # the enclosing definitions' indices, one per depth; None for a function
+    for node, depth in _definitions(language, text):
+        del parents[depth:]
+        if None in parents:
+            parents.append(None)
+            continue
+        name = node.child_by_field_name("name")
+        signature = _python_signature(node, source) if language == "python" else _signature(node, source)
+        found.append(
+            Definition(
+                name=_text(name, source) if name is not None else "",
+                line="    " * depth + signature,
+                parent=parents[-1] if parents else None,
+            )
+        )
+        parents.append(None if any(kind in node.type for kind in _FUNCTION_KINDS) else len(found) - 1)
+    return found
+
+
+def _definitions(language: str, text: str) -> list[tuple[Node, int]]:
+    """The outlined definitions in source order with their nesting depth."""
+    definitions = _DEFINITIONS[language]
+    found = []
     stack = [(_parse(language, text), 0)]
     while stack:
         node, depth = stack.pop()
         listed = node.type in definitions and _is_definition(node)
         if listed:
-            start, end = node.start_point.row + 1, node.end_point.row + 1
-            entries.append(f"{'    ' * depth}{_signature(node, source)}  (lines {start}-{end})")
+            found.append((node, depth))
         stack.extend((child, depth + listed) for child in reversed(node.children))
-    return "\n".join(entries)
+    return found
+
+
+def _python_signature(node: Node, source: bytes) -> str:
+    """`class Name(bases)` or `[async ]def name(parameters)`, after its decorators' last names."""
+    decorators = []
+    if node.parent is not None and node.parent.type == "decorated_definition":
+        for decorator in node.parent.children:
+            if decorator.type == "decorator":
+                target = decorator.named_children[0] if decorator.named_children else decorator
+                if target.type == "call":
+                    target = target.child_by_field_name("function") or target
+                decorators.append("@" + _text(target, source).rsplit(".", 1)[-1])
+    name = node.child_by_field_name("name")
+    if node.type == "class_definition":
+        bases = node.child_by_field_name("superclasses")
+        head = f"class {_text(name, source)}{_text(bases, source) if bases is not None else ''}"
+    else:
+        params = node.child_by_field_name("parameters")
+        keyword = "async def" if node.children[0].type == "async" else "def"
+        head = f"{keyword} {_text(name, source)}{_text(params, source) if params is not None else '()'}"
+    signature = " ".join([*decorators, head])
+    return signature[: _SIGNATURE_LIMIT - 3] + "..." if len(signature) > _SIGNATURE_LIMIT else signature
+
+
+def _text(node: Node, source: bytes) -> str:
+    return " ".join(source[node.start_byte : node.end_byte].decode("utf-8", errors="replace").split())
 
 
 def definition_spans(path: str, text: str) -> list[tuple[int, int]]:

@@ -324,7 +324,7 @@ async def test_build_context_end_to_end(problem: Problem, tmp_path: Path) -> Non
     assert "outline" in prompts["calc/huge.py"]
     test_prompt = prompts["calc/tests/test_ops.py"]
     assert "a test file, shown as its outline" in test_prompt
-    assert "def test_subtract(x=3)  (lines 4-5)" in test_prompt and "TEST_BODY" not in test_prompt
+    assert "def test_subtract(x=3)\n" in test_prompt and "TEST_BODY" not in test_prompt
 
     # instructions and issue come first, byte-identical in every relevance call: the cached prefix
     firsts = {c.messages[0]["content"] for c in server.calls if c.stage == "relevance"}

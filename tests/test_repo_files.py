@@ -11,13 +11,17 @@ import pytest
 
 from codemonkeys.repo_files import (
     MAX_FILE_BYTES,
+    TEST_OUTLINE_TOKENS,
     SourceFile,
     estimate_tokens,
     head_tail,
     list_source_files,
+    screen_view,
     skip_reason_by_content,
     view,
+    view_of_tests,
 )
+from codemonkeys.syntax import outline_of_tests
 
 
 def git(repo: Path, *args: str) -> str:
@@ -224,6 +228,36 @@ def test_view_shows_small_files_whole_and_big_python_as_outline() -> None:
     assert "def function_0(a, b)" in shown.text and "def function_2(a, b)" in shown.text
     assert "BODY_MARKER" not in shown.text
     assert shown.tokens <= 200
+
+
+def test_a_long_test_outline_keeps_the_tests_named_like_the_issue_first_and_counts_the_rest() -> None:
+    filler = "".join(f"    def test_unrelated_case_{i}(self):\n        pass\n\n" for i in range(100))
+    text = (
+        "class FormatTests(TestCase):\n" + filler + "\n"
+        "class BulkCreateTests(TestCase):\n    def test_simple(self):\n        pass\n\n"
+        "    def test_update_conflicts(self, fields):\n        pass\n\n"
+        "def test_db_column():\n    pass\n"
+    )
+    definitions = outline_of_tests("tests/test_query.py", text)
+    assert definitions is not None
+    shown = view_of_tests(definitions, ["bulk_create", "update_conflicts", "db_column"], 600)
+    lines = shown.splitlines()
+    assert len(shown) <= 600
+    # matches by name first, with the class around each; then the tests of a matching class; in file order
+    assert lines[-5:] == [
+        "class BulkCreateTests(TestCase)",
+        "    def test_simple(self)",
+        "    def test_update_conflicts(self, fields)",
+        "def test_db_column()",
+        f"... ({len(definitions) - len(lines) + 1} more classes and functions not shown)",
+    ]
+    assert lines[:2] == ["class FormatTests(TestCase)", "    def test_unrelated_case_0(self)"]
+    assert view_of_tests(definitions, [], 100_000) == "\n".join(d.line for d in definitions)
+
+    file = SourceFile(path="tests/test_query.py", text=text, tokens=estimate_tokens(text), test=True)
+    screened = screen_view(file, 2_000, ["update_conflicts"])
+    assert screened.kind == "outline" and screened.tokens <= TEST_OUTLINE_TOKENS
+    assert "def test_update_conflicts(self, fields)" in screened.text and "pass" not in screened.text
 
 
 def test_view_cuts_head_and_tail_when_no_grammar_outlines_the_file() -> None:

@@ -69,6 +69,57 @@ def test_outline_lists_classes_and_functions_nested_with_signatures_and_lines():
     )
 
 
+TEST_MODULE = '''\
+import pytest
+
+
+class TestStore(Base):
+    """Docstring."""
+
+    @pytest.mark.parametrize("key", ["a", "b"])
+    @override_settings(DEBUG=True)
+    def test_put(self, key,
+                 value=None) -> None:
+        def check():
+            class Local:
+                pass
+        check()
+
+    async def test_get(self):
+        pass
+
+
+@skip
+def test_helper(*args):
+    return args
+'''
+
+
+def test_outline_of_tests_is_one_line_per_test_and_class_with_short_decorators_and_no_lines_or_bodies():
+    definitions = syntax.outline_of_tests("tests/test_store.py", TEST_MODULE)
+    assert definitions is not None
+    assert [d.line for d in definitions] == [
+        "class TestStore(Base)",
+        "    @parametrize @override_settings def test_put(self, key, value=None)",
+        "    async def test_get(self)",
+        "@skip def test_helper(*args)",
+    ]
+    assert [(d.name, d.parent) for d in definitions] == [
+        ("TestStore", None),
+        ("test_put", 0),
+        ("test_get", 0),
+        ("test_helper", None),
+    ]
+    assert syntax.outline_of_tests("tests/data.csv", "a,b\n") is None
+
+
+def test_outline_of_tests_in_another_language_uses_its_signatures():
+    definitions = syntax.outline_of_tests(
+        "widget_test.go", "package w\n\nfunc TestWidget(t *testing.T) {\n\tt.Fail()\n}\n"
+    )
+    assert definitions == [syntax.Definition(name="TestWidget", line="func TestWidget(t *testing.T)", parent=None)]
+
+
 def test_outline_of_a_real_stdlib_module_has_the_true_line_numbers():
     text = inspect.getsource(textwrap)
     outline = syntax.outline("textwrap.py", text)

@@ -40,7 +40,7 @@ _VIEW_NOTES = {
 }
 _TEST_NOTES = {
     "whole": " (a test file)",
-    "outline": " (a test file, shown as its outline: its tests and helpers with their signatures and line ranges)",
+    "outline": " (a test file, shown as its outline: its classes, tests and helpers with their parameters)",
     "excerpt": " (a test file, shown as its beginning and its end)",
 }
 _MENTIONS_NOTE = ", followed by the lines that mention identifiers from the issue"
