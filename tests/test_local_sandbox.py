@@ -131,6 +131,31 @@ async def test_leftover_background_children_are_killed_after_a_normal_exit(provi
     assert wait_gone(int(re.search(r"child=(\d+)", res.output).group(1)))
 
 
+def zombie_children() -> list[int]:
+    """Children of this process that exited and were never reaped."""
+    pids = []
+    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        pids += [int(p) for p in children.read_text().split()]
+    return [pid for pid in pids if Path(f"/proc/{pid}/stat").exists() and not alive(pid)]
+
+
+async def test_a_cancelled_run_is_killed_and_reaped(provider: LocalProvider) -> None:
+    async with await provider.open("cancel") as sb:
+        run = asyncio.ensure_future(sb.run("echo $$ > shell.pid; exec sleep 100", timeout=60))
+        pid_file = sb.tree / "shell.pid"
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            await asyncio.sleep(0.01)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        assert wait_gone(int(pid_file.read_text()))
+        deadline = time.monotonic() + 3
+        while zombie_children() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert zombie_children() == []
+        assert (await sb.run("echo still usable", timeout=10)).output.strip() == "still usable"
+
+
 ESCAPE = """setsid bash -c 'echo child=$$; touch "$TMPDIR/up"; exec sleep 100' &
 until [ -e "$TMPDIR/up" ]; do sleep 0.01; done; rm "$TMPDIR/up"
 """

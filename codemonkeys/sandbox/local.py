@@ -23,6 +23,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from codemonkeys.sandbox.base import (
@@ -141,6 +142,7 @@ def network_isolation_mode() -> str:
     return "none"
 
 
+@functools.cache
 def _ip_command() -> str | None:
     path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     return shutil.which("ip", path=path)
@@ -203,6 +205,58 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+# fork+exec holds its caller until the child has exec'd: 5-10 ms on a busy machine, during which an event loop
+# would serve no other trajectory. Spawns (and git's short runs) happen on these threads instead.
+_SPAWNER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sandbox-spawn")
+
+
+def _popen(argv: list[str], cwd: str, env: Mapping[str, str], output_fd: int) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=output_fd,
+            stderr=output_fd,
+            start_new_session=True,
+        )
+    finally:
+        os.close(output_fd)
+
+
+def _abandon(spawned: asyncio.Future[subprocess.Popen[bytes]]) -> None:
+    """A spawn whose caller was cancelled meanwhile: the child is killed and reaped, never left running."""
+    if not spawned.cancelled() and spawned.exception() is None:
+        proc = spawned.result()
+        _kill_group(proc.pid)
+        asyncio.get_running_loop().run_in_executor(_SPAWNER, proc.wait)
+
+
+async def _spawn(argv: list[str], *, cwd: str, env: Mapping[str, str], output_fd: int) -> subprocess.Popen[bytes]:
+    """Starts argv in a session of its own, stdout and stderr to `output_fd` (closed here), from a spawner thread."""
+    spawned = asyncio.get_running_loop().run_in_executor(_SPAWNER, _popen, argv, cwd, env, output_fd)
+    try:
+        return await asyncio.shield(spawned)
+    except asyncio.CancelledError:
+        spawned.add_done_callback(_abandon)
+        raise
+
+
+async def _exit_code(proc: subprocess.Popen[bytes]) -> int:
+    """Waits for the child's exit through a pidfd the loop watches: no thread or SIGCHLD watcher per child."""
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    fd = os.pidfd_open(proc.pid)
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return proc.wait()
+
+
 async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: float | None, limit: int) -> ExecResult:
     """Runs argv in its own session; on timeout, and after it exits, its whole process group is killed.
 
@@ -213,20 +267,10 @@ async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: f
     read_fd, write_fd = os.pipe()
     start = time.monotonic()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            start_new_session=True,
-        )
-    except OSError:
+        proc = await _spawn(argv, cwd=cwd, env=env, output_fd=write_fd)
+    except BaseException:
         os.close(read_fd)
         raise
-    finally:
-        os.close(write_fd)
     reader = asyncio.StreamReader(loop=loop)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", buffering=0)
@@ -236,18 +280,19 @@ async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: f
     timed_out = False
     try:
         try:
-            code = await asyncio.wait_for(proc.wait(), timeout)
+            code = await asyncio.wait_for(_exit_code(proc), timeout)
         except TimeoutError:
             timed_out = True
             _kill_group(proc.pid)
-            await proc.wait()
+            await _exit_code(proc)
             code = 124
         _kill_group(proc.pid)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(draining), _GRACE)
     finally:
-        if proc.returncode is None:
+        if proc.returncode is None:  # cancelled while it ran: killed, and reaped off the loop
             _kill_group(proc.pid)
+            loop.run_in_executor(_SPAWNER, proc.wait)
         draining.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await draining
@@ -260,21 +305,18 @@ async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: f
 
 
 async def _git(*args: str, cwd: str | Path, check: bool = True) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *_GIT_FLAGS,
-        *args,
-        cwd=str(cwd),
-        env=_git_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    """A short git command, run to its end on a spawner thread (its fork would hold the loop)."""
+    argv = ["git", *_GIT_FLAGS, *args]
+    proc = await asyncio.get_running_loop().run_in_executor(
+        _SPAWNER,
+        functools.partial(
+            subprocess.run, argv, cwd=str(cwd), env=_git_environment(), stdin=subprocess.DEVNULL, capture_output=True
+        ),
     )
-    stdout, stderr = await proc.communicate()
     if check and proc.returncode != 0:
-        message = (stderr or stdout).decode(errors="replace").strip()
+        message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
         raise SandboxError(f"git {args[0]} failed ({proc.returncode}): {message}")
-    return stdout.decode(errors="replace")
+    return proc.stdout.decode(errors="replace")
 
 
 _PATCH_FAILED = "CODEMONKEYS-PATCH-FAILED:"
@@ -603,7 +645,9 @@ class LocalSandbox(Sandbox):
         except SandboxError as exc:
             log.warning("could not remove worktree %s: %s", self.tree, exc)
         finally:
-            shutil.rmtree(self.home, ignore_errors=True)
+            await asyncio.get_running_loop().run_in_executor(
+                _SPAWNER, functools.partial(shutil.rmtree, self.home, ignore_errors=True)
+            )
             if not removed:
                 # `worktree remove` drops its own entry; only a tree that vanished or would not go leaves one.
                 with contextlib.suppress(SandboxError):
