@@ -173,6 +173,8 @@ async def main() -> None:
     largest = max(sizes)
     ours, raw = results[(largest, "ours")], results[(largest, "raw aiohttp")]
     print(f"at {largest} in flight: ours {ours[0]:.1f} ms vs raw {raw[0]:.1f} ms median overhead")
+    ceilings = {name: 1000 / results[(largest, name)][2] for name in ("ours", "litellm")}
+    print("CPU-bound ceiling of one process: " + ", ".join(f"{n} ~{c:.0f} calls/s" for n, c in ceilings.items()))
     figures = {
         f"overhead_ms_{largest}": round(ours[0], 1),
         f"raw_overhead_ms_{largest}": round(raw[0], 1),
