@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
+import io
 import os
 import signal
 import sys
@@ -51,8 +53,10 @@ def main(
     ] = False,
 ) -> None:
     """CodeMonkeys: point it at a repo and an issue, get back one tested patch."""
-    # `kill -USR1 <pid>` prints every thread's stack: how a run that seems stuck shows where it waits.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # `kill -USR1 <pid>` prints every thread's stack: how a run that seems stuck shows where it waits. A stderr
+    # without a file descriptor (a test runner's capture) has nowhere to print it.
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 @app.command()

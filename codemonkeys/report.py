@@ -377,7 +377,7 @@ def _timeline(result: SolveResult) -> str:
         bars.append(f'<text x="0" y="{y + 17}" font-size="13">{esc(stage)}</text>')
         for start, stop in stage_spans:
             x = label + start / end * (width - label)
-            w = max((stop - start) / end * (width - label), 1.0)
+            w = max((stop - start) / end * (width - label), 4.0)  # visible even when the SVG is drawn at 1/4 size
             bars.append(
                 f'<rect class="bar" data-stage="{esc(stage)}" x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row - 8}"'
                 f' fill="{colour}"><title>{esc(stage)}: {start:.1f}s to {stop:.1f}s</title></rect>'
