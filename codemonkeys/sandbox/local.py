@@ -490,7 +490,12 @@ class LocalSandbox(Sandbox):
         return sandbox
 
     async def _start(self) -> None:
-        await _git_locked(self.repo, "worktree", "add", "--detach", "--force", str(self.tree), self.commit)
+        # Only the entry in .git/worktrees is made under the lock; its files are checked out outside it, so
+        # sandboxes opened together wait for each other's bookkeeping, not for each other's checkouts.
+        await _git_locked(
+            self.repo, "worktree", "add", "--detach", "--force", "--no-checkout", str(self.tree), self.commit
+        )
+        await _git("reset", "-q", "--hard", cwd=self.tree)
         for sub in ("home", "tmp", "scripts", "patches"):
             (self.scratch / sub).mkdir(parents=True, exist_ok=True)
         env = safe_environment(os.environ)
