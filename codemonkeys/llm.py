@@ -476,8 +476,8 @@ class ModelClient:
         if self.usage_path is None:
             self._count(record)
             return
+        # Counted when the totals are next read (every reader refreshes first), with any other writer's records.
         append_jsonl(self.usage_path, record.model_dump())
-        self._refresh()
 
     def _count(self, record: CallRecord) -> None:
         self._totals.setdefault((record.instance, record.stage), StageTotals()).add(record)
@@ -491,11 +491,14 @@ class ModelClient:
 
     def _refresh(self) -> None:
         """Counts the complete lines appended to usage.jsonl since the last look, by any writer."""
-        if self.usage_path is None or not self.usage_path.exists():
+        if self.usage_path is None:
             return
-        with self.usage_path.open("rb") as fh:
-            fh.seek(self._offset)
-            chunk = fh.read()
+        try:
+            with self.usage_path.open("rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return
         end = chunk.rfind(b"\n") + 1
         for line in chunk[:end].splitlines():
             try:

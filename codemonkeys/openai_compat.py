@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 # Providers litellm itself sends to an api_base as plain OpenAI chat completions.
 LEAN_PROVIDERS = frozenset({"openai", "hosted_vllm"})
-# Below uvicorn's 5 s (vLLM, sglang): a connection the server already closed is never reused.
-_KEEPALIVE_S = 4.0
 _KINDS = {
     400: "BadRequestError",
     401: "AuthenticationError",
@@ -117,7 +115,10 @@ async def _session() -> aiohttp.ClientSession:
     if session is None or session.closed:
         import aiohttp
 
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S, enable_cleanup_closed=True)
+        # No limit of its own (the client's per-model semaphores bound the calls); idle connections are kept
+        # aiohttp's 15 s: one the server closes sooner is dropped when its close arrives, and the rare request
+        # that races the close fails as a connection error, which is retried.
+        connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
         session = aiohttp.ClientSession(connector=connector, json_serialize=json.dumps)
         _SESSIONS[loop] = session
         closer = _close_at_shutdown(session)

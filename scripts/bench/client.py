@@ -158,14 +158,15 @@ async def main() -> None:
         print(f"{'in flight':>9}  {'client':<12}{'median ms':>10}{'p90 ms':>9}{'CPU ms/call':>13}")
         results: dict[tuple[int, str], tuple[float, float, float]] = {}
         for size in sizes:
-            for name, call in clients.items():
-                overheads: list[float] = []
-                cpus: list[float] = []
-                for _ in range(args.rounds):
+            overheads: dict[str, list[float]] = {name: [] for name in clients}
+            cpus: dict[str, list[float]] = {name: [] for name in clients}
+            for _ in range(args.rounds):  # clients take turns, so a change in the machine's load hits them alike
+                for name, call in clients.items():
                     got, cpu = await burst(call, size, args.latency)
-                    overheads += got
-                    cpus.append(cpu)
-                row = (statistics.median(overheads), p90(overheads), statistics.median(cpus))
+                    overheads[name] += got
+                    cpus[name].append(cpu)
+            for name in clients:
+                row = (statistics.median(overheads[name]), p90(overheads[name]), statistics.median(cpus[name]))
                 results[(size, name)] = row
                 print(f"{size:>9}  {name:<12}{row[0]:>10.1f}{row[1]:>9.1f}{row[2]:>13.2f}", flush=True)
         await session.close()
