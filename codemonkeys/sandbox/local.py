@@ -206,8 +206,10 @@ def _kill_group(pgid: int) -> None:
 
 
 # fork+exec holds its caller until the child has exec'd: 5-10 ms on a busy machine, during which an event loop
-# would serve no other trajectory. Spawns (and git's short runs) happen on these threads instead.
-_SPAWNER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sandbox-spawn")
+# would serve no other trajectory. Spawns happen on these threads instead, and git commands run to their end
+# on threads of their own, so a burst of checkouts never delays a test run's start.
+_SPAWNER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox-spawn")
+_GIT_RUNNER = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sandbox-git")
 
 
 def _popen(argv: list[str], cwd: str, env: Mapping[str, str], output_fd: int) -> subprocess.Popen[bytes]:
@@ -305,10 +307,10 @@ async def _exec(argv: list[str], *, cwd: str, env: Mapping[str, str], timeout: f
 
 
 async def _git(*args: str, cwd: str | Path, check: bool = True) -> str:
-    """A short git command, run to its end on a spawner thread (its fork would hold the loop)."""
+    """A git command, run to its end on a thread (its fork would hold the loop)."""
     argv = ["git", *_GIT_FLAGS, *args]
     proc = await asyncio.get_running_loop().run_in_executor(
-        _SPAWNER,
+        _GIT_RUNNER,
         functools.partial(
             subprocess.run, argv, cwd=str(cwd), env=_git_environment(), stdin=subprocess.DEVNULL, capture_output=True
         ),
@@ -651,7 +653,7 @@ class LocalSandbox(Sandbox):
             log.warning("could not remove worktree %s: %s", self.tree, exc)
         finally:
             await asyncio.get_running_loop().run_in_executor(
-                _SPAWNER, functools.partial(shutil.rmtree, self.home, ignore_errors=True)
+                _GIT_RUNNER, functools.partial(shutil.rmtree, self.home, ignore_errors=True)
             )
             if not removed:
                 # `worktree remove` drops its own entry; only a tree that vanished or would not go leaves one.
