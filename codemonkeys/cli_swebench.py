@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -108,13 +109,18 @@ def run(
     selected = _load(dataset, split, instances, instances_file)
     check_keys(settings)
     _default_run_dir(settings, dataset, "swebench")
+    raise _run(run_batch(selected, settings), settings)
+
+
+def _run(batch: Coroutine[Any, Any, BatchSummary], settings: Settings) -> typer.Exit:
+    """Runs a batch (solve or ensemble) to its exit: the summary's code, 130 when interrupted."""
     try:
-        summary = asyncio.run(run_batch(selected, settings))
+        summary = asyncio.run(batch)
     except KeyboardInterrupt:
-        raise _interrupted(settings.run_dir) from None
+        return _interrupted(settings.run_dir)
     except RuntimeError as exc:
-        raise fail(str(exc), FAILED) from None
-    raise _summarize(summary, settings)
+        return fail(str(exc), FAILED)
+    return _summarize(summary, settings)
 
 
 def _summarize(summary: BatchSummary, settings: Settings) -> typer.Exit:
@@ -181,13 +187,7 @@ def ensemble(
         raise fail(str(exc), BAD_INPUT) from None
     check_keys(settings)
     _default_run_dir(settings, dataset, "ensemble")
-    try:
-        summary = asyncio.run(run_ensemble(jobs, settings))
-    except KeyboardInterrupt:
-        raise _interrupted(settings.run_dir) from None
-    except RuntimeError as exc:
-        raise fail(str(exc), FAILED) from None
-    raise _summarize(summary, settings)
+    raise _run(run_ensemble(jobs, settings), settings)
 
 
 @swebench_app.command("eval")

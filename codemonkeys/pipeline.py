@@ -259,20 +259,33 @@ async def _select(job: ProblemJob, provider: SandboxProvider, top: list[Candidat
     return selection
 
 
-def _finish(job: ProblemJob, **fields: Any) -> SolveResult:
-    instance_id = job.problem.instance_id
-    result = SolveResult(
+def solve_result(
+    instance_id: str,
+    client: ModelClient,
+    clock: StageClock,
+    started: float,
+    ended_early: list[str],
+    facts: dict[str, Any],
+    **fields: Any,
+) -> SolveResult:
+    """The outcome with what the run measured: time and spans per stage, usage and cost, what ended early."""
+    return SolveResult(
         instance_id=instance_id,
-        stage_seconds=job.clock.seconds,
-        stage_spans=job.clock.spans,
-        usage=job.client.stage_totals(instance_id),
-        cost_usd=job.client.spent(instance_id),
-        unpriced_models=job.client.unpriced_models(),
-        seconds=round(time.monotonic() - job.started, 2),
-        ended_early=job.ended_early,
-        **job.facts,
+        stage_seconds=clock.seconds,
+        stage_spans=clock.spans,
+        usage=client.stage_totals(instance_id),
+        cost_usd=client.spent(instance_id),
+        unpriced_models=client.unpriced_models(),
+        seconds=round(time.monotonic() - started, 2),
+        ended_early=ended_early,
+        **facts,
         **fields,
     )
+
+
+def _finish(job: ProblemJob, **fields: Any) -> SolveResult:
+    instance_id = job.problem.instance_id
+    result = solve_result(instance_id, job.client, job.clock, job.started, job.ended_early, job.facts, **fields)
     job.inst.result.save(result)
     write_report(job.inst, result)
     if not result.resumable:

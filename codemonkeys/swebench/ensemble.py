@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from codemonkeys.config import Settings
 from codemonkeys.llm import BudgetExceeded, RunStopped
-from codemonkeys.pipeline import ProblemJob, StageFailed, vote_and_select
+from codemonkeys.pipeline import ProblemJob, StageFailed, solve_result, vote_and_select
 from codemonkeys.repo_files import OriginalFiles
 from codemonkeys.result import SolveResult
 from codemonkeys.sandbox.base import SandboxError, SandboxProvider
@@ -172,18 +172,7 @@ class _Ensemble:
         """`result.json`, and for a finished instance its prediction line, `source` naming every system that
         proposed the chosen fix."""
         iid = self.job.instance.instance_id
-        result = SolveResult(
-            instance_id=iid,
-            stage_seconds=self.clock.seconds,
-            stage_spans=self.clock.spans,
-            usage=self.client.stage_totals(iid),
-            cost_usd=self.client.spent(iid),
-            unpriced_models=self.client.unpriced_models(),
-            seconds=round(time.monotonic() - self.started, 2),
-            ended_early=self.ended_early,
-            **self.facts,
-            **fields,
-        )
+        result = solve_result(iid, self.client, self.clock, self.started, self.ended_early, self.facts, **fields)
         self.inst.result.save(result)
         if not result.resumable:
             chosen = result.chosen_candidate
