@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,18 +30,45 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """One line per append with O_APPEND; a line torn by a kill is skipped by `read_jsonl`, and the next
-    record starts on a line of its own so it is not lost with it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, ensure_ascii=False) + "\n"
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
+    """One record appended to `path`, opening and closing it: for files written now and then."""
+    with JsonlAppender(path) as appender:
+        appender.append(record)
+
+
+class JsonlAppender:
+    """Appends records to one JSON-lines file through a descriptor kept open: a record per model call would
+    otherwise pay a mkdir, an open and a close each.
+
+    One line per write with O_APPEND, so other processes may append to the same file. A line torn by a kill
+    (any writer's) is skipped by `read_jsonl`, and the next record starts on a line of its own so it is not lost
+    with it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._closer: weakref.finalize | None = None
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._closer = weakref.finalize(self, os.close, self._fd)
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
             line = "\n" + line
-        os.write(fd, line.encode("utf-8"))
-    finally:
-        os.close(fd)
+        os.write(self._fd, line.encode("utf-8"))
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+        self._fd = self._closer = None
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codemonkeys import openai_compat
 from codemonkeys.config import BudgetSettings, ModelSettings
-from codemonkeys.jsonfiles import append_jsonl, atomic_write_text
+from codemonkeys.jsonfiles import JsonlAppender, append_jsonl, atomic_write_text
 from codemonkeys.openai_compat import Completion, GarbageResponse
 
 if TYPE_CHECKING:
@@ -275,6 +275,7 @@ class ModelClient:
         self.settings = models
         self.budget = budget
         self.usage_path = usage_path
+        self._usage = JsonlAppender(usage_path) if usage_path is not None else None
         self._totals: dict[tuple[str, str], StageTotals] = {}
         self._reserved: dict[str, float] = {}
         self._model_cost: dict[str, float] = {}
@@ -473,11 +474,11 @@ class ModelClient:
             ok="error" not in fields,
             **fields,
         )
-        if self.usage_path is None:
+        if self._usage is None:
             self._count(record)
             return
         # Counted when the totals are next read (every reader refreshes first), with any other writer's records.
-        append_jsonl(self.usage_path, record.model_dump())
+        self._usage.append(record.model_dump())
 
     def _count(self, record: CallRecord) -> None:
         self._totals.setdefault((record.instance, record.stage), StageTotals()).add(record)

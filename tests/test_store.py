@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from codemonkeys.jsonfiles import append_jsonl, atomic_write_text, read_jsonl
+from codemonkeys.jsonfiles import JsonlAppender, append_jsonl, atomic_write_text, read_jsonl
 from codemonkeys.llm import RecordedCalls
 from codemonkeys.result import SolveResult
 from codemonkeys.sandbox.base import ExecResult, Outcome
@@ -20,6 +24,38 @@ def test_append_after_a_torn_line_keeps_the_new_record(tmp_path: Path) -> None:
         fh.write('{"n": 2, "half')
     append_jsonl(log, {"n": 3})
     assert [r["n"] for r in read_jsonl(log)] == [1, 3]
+
+
+def test_an_open_appender_keeps_its_records_whole_beside_other_writers(tmp_path: Path) -> None:
+    """Its descriptor stays open between records, yet another process's records and torn line are not merged
+    into its own."""
+    log = tmp_path / "deep" / "usage.jsonl"
+    appender = JsonlAppender(log)
+    appender.append({"n": 1})
+    writer = "import json, sys\nfor n in range(2, 202):\n    print(json.dumps({'n': n}), flush=True)\n"
+    with log.open("a") as fh:
+        subprocess.run([sys.executable, "-c", writer], stdout=fh, check=True)
+        fh.write('{"n": "torn')
+    appender.append({"n": 500})
+    appender.append({"n": 501})
+    assert [r["n"] for r in read_jsonl(log)] == [1, *range(2, 202), 500, 501]
+
+
+def test_an_appender_closes_its_descriptor(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    with JsonlAppender(tmp_path / "a.jsonl") as appender:
+        appender.append({"n": 1})
+        assert open_fds() == before + 1
+    assert open_fds() == before
+    dropped = JsonlAppender(tmp_path / "b.jsonl")
+    dropped.append({"n": 1})
+    del dropped
+    gc.collect()
+    assert open_fds() == before
+    assert read_jsonl(tmp_path / "a.jsonl") == read_jsonl(tmp_path / "b.jsonl") == [{"n": 1}]
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from codemonkeys.answers import AnswerFormatError
 from codemonkeys.config import ContextSettings, ModelSettings
 from codemonkeys.context.models import FileRelevance
-from codemonkeys.jsonfiles import append_jsonl, read_jsonl
+from codemonkeys.jsonfiles import JsonlAppender, read_jsonl
 from codemonkeys.llm import ModelCallError, ModelClient, RequestRefused
 from codemonkeys.mentions import issue_identifiers
 from codemonkeys.problem import Problem
@@ -113,19 +113,21 @@ async def judge_files(
     # Bounds the prompts held in memory at once; the client bounds the requests.
     gate = asyncio.Semaphore(models.model_concurrency)
     progress = _Progress(len(todo))
+    verdict_log = JsonlAppender(inst.relevance_log)
 
     async def judge_and_record(file: SourceFile) -> FileRelevance:
         async with gate:
             verdict = await _judge(
                 problem, file, client, models.relevance, shared, screen_view(file, shown_tokens, identifiers)
             )
-        append_jsonl(inst.relevance_log, verdict.model_dump())
+        verdict_log.append(verdict.model_dump())
         progress.tick()
         return verdict
 
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(judge_and_record(f)) for f in todo]
+        with verdict_log:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(judge_and_record(f)) for f in todo]
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
     for task in tasks:
