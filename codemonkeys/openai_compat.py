@@ -9,7 +9,8 @@ the provider's headers on `ProviderError`, a context-window refusal as `ContextW
 litellm's `ContextWindowExceededError`), connection failures and timeouts as the builtin kinds.
 
 aiohttp, not httpx: httpcore's pool costs 20–30 ms of CPU per call with 160 calls in flight
-(scripts/bench/client.py measures both).
+(scripts/bench/client.py measures both). orjson, not the json module: it encodes a prompt seven times faster
+(20 µs against 3 µs for a relevance prompt, and prompts with whole files are far larger).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import weakref
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
@@ -134,7 +136,7 @@ async def chat(
     import aiohttp
 
     session = await _session()
-    payload = json.dumps({**body, "model": body["model"].partition("/")[2]}).encode()
+    payload = _encode({**body, "model": body["model"].partition("/")[2]})
     url = api_base.rstrip("/") + "/chat/completions"
     request_headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **headers}
     try:
@@ -150,6 +152,14 @@ async def chat(
     if status >= 400:
         raise _error(status, response_headers, raw)
     return _completion(raw)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """orjson refuses lone surrogates (from a file read with surrogateescape); the json module escapes them."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body).encode()
 
 
 def _error(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:
@@ -168,7 +178,7 @@ def _error(status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError
 
 def _completion(raw: bytes) -> Completion:
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)
         message = body["choices"][0]["message"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise GarbageResponse(f"response is not a chat completion: {raw[:200]!r}") from None

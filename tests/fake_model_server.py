@@ -53,7 +53,7 @@ def _prefix_keys(messages: list[dict]) -> list[tuple[str, int]]:
     keys, digest, tokens = [], hashlib.sha256(), 0
     for message in messages:
         text = _text(message.get("content"))
-        digest.update(f"{message.get('role')}\0{text}\0".encode())
+        digest.update(f"{message.get('role')}\0{text}\0".encode(errors="surrogatepass"))
         tokens += _tokens(text)
         keys.append((digest.hexdigest(), tokens))
     return keys

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from codemonkeys import openai_compat
 from codemonkeys.config import Settings
 from codemonkeys.jsonfiles import read_jsonl
 from codemonkeys.llm import (
@@ -69,6 +70,13 @@ async def test_plain_call_and_its_usage_record(fake_server, settings_for, tmp_pa
     assert set(totals) == {"testing"}
     assert (totals["testing"].calls, totals["testing"].prompt_tokens, totals["testing"].errors) == (1, 4, 0)
     assert client.stage_totals("other") == {}
+
+
+def test_request_bodies_encode_any_prompt() -> None:
+    """The lean path encodes with orjson, which refuses lone surrogates; such a prompt goes out escaped."""
+    for content in ('plain text, ünïcode, "quotes"', "bytes \udcff\udcfe kept"):
+        body = {"model": "m", "messages": [{"role": "user", "content": content}], "temperature": 0.0}
+        assert json.loads(openai_compat._encode(body)) == body
 
 
 async def test_cached_tokens_are_recorded(fake_server, settings_for, tmp_path) -> None:

@@ -6,9 +6,10 @@ raw httpx clients (the floor), litellm, and our `ModelClient` (retries, budget, 
 client runs in a process of its own, as it would in use: litellm leaves garbage and deferred tasks behind its
 calls, and in a shared process they ran during, and were charged to, the next client's burst (it doubled the
 CPU measured for ours). The fake server has a process of its own too. Clients take turns burst by burst, so a
-change in the machine's load hits them alike.
+change in the machine's load hits them alike, and their order rotates each round, so none always follows
+the same one.
 
-    python scripts/bench/client.py [--sizes 1,10,40,160] [--rounds 5] [--latency 1.0]
+    python scripts/bench/client.py [--sizes 1,10,40,160] [--rounds 8] [--latency 1.0]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ FILE = "def function(x):\n    return x + 1\n" * 120
 AUTH = {"Authorization": "Bearer sk-x"}
 Call = Callable[[int], Awaitable[str]]
 Close = Callable[[], Awaitable[None]]
-SETTLE = 1.5
+SETTLE = 0.5
 
 
 def messages(n: int) -> list[dict]:
@@ -186,7 +187,7 @@ class Worker:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,10,40,160")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
@@ -207,9 +208,11 @@ def main() -> None:
         for size in sizes:
             overheads: dict[str, list[float]] = {name: [] for name in workers}
             cpus: dict[str, list[float]] = {name: [] for name in workers}
-            for _ in range(args.rounds):
-                for name, worker in workers.items():
-                    got, cpu = worker.burst(size)
+            names = list(workers)
+            for round_ in range(args.rounds):
+                turn = round_ % len(names)
+                for name in names[turn:] + names[:turn]:
+                    got, cpu = workers[name].burst(size)
                     overheads[name] += got
                     cpus[name].append(cpu)
             for name in workers:
