@@ -23,7 +23,7 @@ from codemonkeys.problem import Problem
 from codemonkeys.repo_files import OriginalFiles
 from codemonkeys.report import write_report
 from codemonkeys.result import SolveResult
-from codemonkeys.sandbox.base import SandboxError, SandboxProvider
+from codemonkeys.sandbox.base import Sandbox, SandboxError, SandboxProvider
 from codemonkeys.sandbox.factory import make_provider
 from codemonkeys.stages import Stage, StageClock
 from codemonkeys.store import InstanceStore, RunStore
@@ -99,19 +99,69 @@ async def solve(problem: Problem, settings: Settings, client: ModelClient, store
 
 
 async def _run(job: ProblemJob) -> SolveResult:
-    s = job.settings
     packing = _context_settings(job)
-    context = await build_context(job.problem, job.client, s.models, packing, job.inst, job.originals, job.clock)
+    # The sandboxes open while the context stage runs: a setup command, an image, container starts and worktree
+    # checkouts take seconds to minutes that the trajectories would otherwise wait for after it.
+    opening = asyncio.create_task(_open_sandboxes(job))
+    try:
+        context = await build_context(
+            job.problem, job.client, job.settings.models, packing, job.inst, job.originals, job.clock
+        )
+    except BaseException:
+        await _discard(opening)
+        raise
+    sandboxes = await opening
+    try:
+        return await _generate_and_choose(job, context, sandboxes)
+    finally:
+        await sandboxes.aclose()
+
+
+@dataclass
+class Sandboxes:
+    """The problem's provider and the sandboxes opened ahead for its unfinished trajectory pairs."""
+
+    provider: SandboxProvider
+    opening: dict[int, asyncio.Task[Sandbox]]
+
+    async def take(self, i: int) -> Sandbox:
+        """Pair `i`'s sandbox: the one opened ahead (its failure raised here, as if opened now), else a new one."""
+        task = self.opening.pop(i, None)
+        return await (task if task is not None else self.provider.open(f"trajectory-{i}"))
+
+    async def aclose(self) -> None:
+        """Waits for the openings no pair took (an opening is not cut short: a half-made worktree or container
+        would be left behind), then the provider closes every sandbox still open."""
+        await asyncio.gather(*self.opening.values(), return_exceptions=True)
+        self.opening.clear()
+        await self.provider.aclose()
+
+
+async def _open_sandboxes(job: ProblemJob) -> Sandboxes:
+    """Opens no more ahead than the provider holds at once, so no opening waits for a pair to close one."""
+    s = job.settings
     try:
         provider = await make_provider(s.sandbox, job.problem, run_label=job.store.root.name)
     except SandboxError as exc:
         raise StageFailed(Stage.SANDBOX, exc) from exc
     log.info("sandbox: %s", provider.description)
     job.facts["sandbox"] = provider.description
+    unfinished = [i for i in range(s.generation.samples) if not _pair_done(job.inst, i)]
+    ahead = unfinished[: provider.capacity]
+    return Sandboxes(provider, {i: asyncio.create_task(provider.open(f"trajectory-{i}")) for i in ahead})
+
+
+async def _discard(opening: asyncio.Task[Sandboxes]) -> None:
+    """The context stage ended the run: whatever was opened for the trajectories is closed again."""
     try:
-        return await _generate_and_choose(job, context, provider)
-    finally:
-        await provider.aclose()
+        sandboxes = await opening
+    except (StageFailed, SandboxError):
+        return
+    await sandboxes.aclose()
+
+
+def _pair_done(inst: InstanceStore, i: int) -> bool:
+    return inst.testing(i).load() is not None and inst.editing(i).load() is not None
 
 
 def _context_settings(job: ProblemJob) -> ContextSettings:
@@ -133,16 +183,16 @@ def _context_settings(job: ProblemJob) -> ContextSettings:
     return s.context.model_copy(update={"context_tokens": budget})
 
 
-async def _generate_and_choose(job: ProblemJob, context: ContextResult, provider: SandboxProvider) -> SolveResult:
+async def _generate_and_choose(job: ProblemJob, context: ContextResult, sandboxes: Sandboxes) -> SolveResult:
     s = job.settings
-    editing = await _generate(job, context, provider)
+    editing = await _generate(job, context, sandboxes)
     candidates = collect_candidates(editing)
     job.facts |= {"trajectories": s.generation.samples, "candidates": len(candidates)}
     log.info("generation: %d candidate(s) from %d trajectories", len(candidates), s.generation.samples)
     if not candidates:
         return _finish(job, status="no_candidate")
     scripts = [r.script for r in editing if r.script]
-    chosen, selection = await vote_and_select(job, candidates, scripts, provider)
+    chosen, selection = await vote_and_select(job, candidates, scripts, sandboxes.provider)
     return _finish(
         job,
         status="patched",
@@ -175,7 +225,7 @@ async def vote_and_select(
     return next(c for c in top if c.id == selection.chosen_candidate), selection
 
 
-async def _generate(job: ProblemJob, context: ContextResult, provider: SandboxProvider) -> list[EditingResult]:
+async def _generate(job: ProblemJob, context: ContextResult, sandboxes: Sandboxes) -> list[EditingResult]:
     """Runs every testing → editing pair concurrently and lets each finish or stop; a pair stopped by the
     budget or a failing provider is left unsaved (its finished testing half stays saved), then the stop
     is raised so the run ends with every finished pair kept."""
@@ -188,7 +238,7 @@ async def _generate(job: ProblemJob, context: ContextResult, provider: SandboxPr
         testing, editing = inst.testing(i), inst.editing(i)
         tested, edited = testing.load(), editing.load()
         if tested is None or edited is None:
-            sandbox = await provider.open(f"trajectory-{i}")
+            sandbox = await sandboxes.take(i)
             try:
                 if tested is None:
                     with job.clock(Stage.TESTING):

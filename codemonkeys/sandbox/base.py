@@ -134,6 +134,7 @@ class SandboxProvider(ABC):
     """Opens sandboxes for one problem; owns whatever they share (a repo image, a concurrency cap)."""
 
     description: str = ""
+    capacity: int | None = None  # sandboxes open at once before `open` waits for one to close (None: no cap)
 
     async def prepare(self) -> object:
         """Makes once what every sandbox starts from (an image, the tree after setup); raises SandboxError."""
