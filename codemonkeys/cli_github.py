@@ -36,7 +36,8 @@ def handle(
     pipeline on the checkout and answers with a draft pull request on branch codemonkeys/issue-N (or the patch
     as a comment when Actions may not open pull requests). Everything else is answered or ignored.
 
-    Reads GITHUB_TOKEN, GITHUB_REPOSITORY, GITHUB_API_URL and GITHUB_SERVER_URL/GITHUB_RUN_ID (for links).
+    Reads GITHUB_TOKEN, GITHUB_REPOSITORY, GITHUB_API_URL and GITHUB_SERVER_URL/GITHUB_RUN_ID (for links), and
+    appends how the run ended to GITHUB_STEP_SUMMARY.
     Exit codes: 0 handled (including ignored and refused triggers), 1 no patch was proposed or the run failed
     (the issue says why), 2 bad input, 130 cancelled.
     """
@@ -63,6 +64,7 @@ def handle(
         api_url=os.environ.get("GITHUB_API_URL"),
         repository=os.environ.get("GITHUB_REPOSITORY"),
         run_url=_run_url(),
+        step_summary=Path(summary) if (summary := os.environ.get("GITHUB_STEP_SUMMARY")) else None,
     )
     # Actions cancels a job with SIGINT, then SIGTERM: both end the run the same way, with the issue told.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

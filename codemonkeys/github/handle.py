@@ -58,6 +58,7 @@ class BotConfig:
     repository: str | None = None
     run_url: str | None = None
     command: str = COMMAND
+    step_summary: Path | None = None  # GITHUB_STEP_SUMMARY: the job's page shows what it appends there
 
 
 class HandleError(Exception):
@@ -119,7 +120,18 @@ class _Bot:
             self.gh.comment(self.ref, messages.failed(message, None, None, self.links))
         finally:
             self.gh.edit_comment(self.ref, start.id, messages.finished(start.body, outcome))
+            self._summarize(outcome, start.html_url)
         return code
+
+    def _summarize(self, outcome: str, comment_url: str) -> None:
+        """The outcome on the workflow run's page too; a summary that cannot be written loses nothing else."""
+        if self.config.step_summary is None:
+            return
+        try:
+            with self.config.step_summary.open("a", encoding="utf-8") as fh:
+                fh.write(messages.step_summary(f"{self.ref.slug}#{self.ref.number}", outcome, comment_url))
+        except OSError as exc:
+            log.warning("could not write the step summary: %s", exc)
 
     def _acknowledge(self) -> None:
         """A reaction at once, so the person sees the bot heard them; a failed reaction stops nothing."""

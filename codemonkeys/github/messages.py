@@ -64,6 +64,13 @@ def finished(start_body: str, outcome: str) -> str:
     return scrub(body)
 
 
+def step_summary(issue: str, outcome: str, comment_url: str) -> str:
+    """The workflow run's summary: which issue (a repository slug and number: nothing to escape), how it ended,
+    and where the details are."""
+    link = f" ([the run's comment on the issue]({comment_url}))" if comment_url else ""
+    return scrub(f"### CodeMonkeys on {issue}\n\n**Finished**: {outcome}{link}\n")
+
+
 def already_running(running_url: str, links: RunLinks) -> str:
     return _finish(
         f"A CodeMonkeys run for this issue is already in progress ([its comment]({running_url})), so this trigger "

@@ -72,6 +72,7 @@ def handle(checkout: Path, fake: FakeGitHub, event: dict, model: FakeModelServer
         "GITHUB_SERVER_URL": fake.server_url,
         "GITHUB_REPOSITORY": f"{fake.owner}/{fake.repo}",
         "GITHUB_RUN_ID": "4242",
+        "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
         "OPENAI_API_KEY": PROVIDER_KEY,
     }
     args = [*CLI, "github", "handle", "--event", str(tmp / "event.json"), "--repo", str(checkout)]
@@ -123,6 +124,8 @@ def test_a_label_by_a_maintainer_pushes_a_branch_and_opens_a_draft_pull_request(
         assert "/codemonkeys" in pull.body and f"{fake.server_url}/octo-org/hello-world/actions/runs/4242" in pull.body
         [start] = bot_comments(fake)
         assert "state=done" in start and f"#{pull.number}" in start and "2 samples" in start
+        summary = (checkout.parent / "summary.md").read_text()
+        assert "CodeMonkeys on octo-org/hello-world#1" in summary and f"draft pull request #{pull.number}" in summary
         assert_no_secret_anywhere(checkout, fake, proc)
         problem = json.loads(next((checkout.parent / "runs").rglob("problem.json")).read_text())
         assert "Still broken on 2.1." in problem["issue"] and "/codemonkeys" not in problem["issue"]
@@ -228,6 +231,7 @@ def test_a_failing_run_says_why_without_secrets(checkout: Path) -> None:
         start, answer = bot_comments(fake)
         assert "The run failed in the setup stage" in answer and "ANTHROPIC_API_KEY" in answer
         assert "Traceback" not in answer and "state=done" in start
+        assert "**Finished**: failed" in (checkout.parent / "summary.md").read_text()
         assert_no_secret_anywhere(checkout, fake, proc)
 
 
