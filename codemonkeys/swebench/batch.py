@@ -122,12 +122,22 @@ def run_scripts(run_dir: Path, instance_id: str) -> list[str]:
     return [script for i in sorted(edited.keys() | tested.keys()) if (script := edited.get(i) or tested.get(i))]
 
 
+def _warn_unknown(ids: set[str]) -> None:
+    """Prediction files made for another dataset or split name instances this one lacks: said, not silent."""
+    if ids:
+        named = sorted(ids)
+        shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+        log.warning("--predictions name %d instance(s) that are not in the dataset, left out: %s", len(named), shown)
+
+
 def ensemble_inputs(
     instances: Sequence[SWEInstance], predictions: Sequence[Path], runs: Sequence[Path], only_mentioned: bool
 ) -> list[EnsembleJob]:
     """Each instance's pool (every prediction file's patch, then every run's candidates, in the order given)
     and the runs' scripts. With `only_mentioned`, instances that no input names are left out."""
     files = [(path, {r["instance_id"]: r for r in read_prediction_records(path)}) for path in predictions]
+    if only_mentioned:
+        _warn_unknown({iid for _, records in files for iid in records} - {i.instance_id for i in instances})
     jobs = []
     for instance in instances:
         iid = instance.instance_id

@@ -3,13 +3,16 @@ different fixes stay apart, and empty patches are only listed. The diffs are rea
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import pytest
 
+from codemonkeys.swebench.batch import ensemble_inputs
+from codemonkeys.swebench.models import SWEInstance
 from codemonkeys.swebench.pooling import Provenance, diff_key, patch_paths, pool_patches
-from tests.swebench.shaped import make_benchmark
+from tests.swebench.shaped import make_benchmark, write_predictions
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +79,20 @@ def test_paths_of_new_changed_and_deleted_files(tmp_path: Path) -> None:
     plain = "--- a/pkg/m.py\t2024-01-01\n+++ b/pkg/m.py\t2024-01-02\n@@ -1 +1 @@\n-a\n+b\n"
     assert patch_paths(plain) == ["pkg/m.py"]
     assert diff_key(plain) == diff_key(plain.replace("@@ -1 +1 @@", "@@ -5 +5 @@ def f():"))
+
+
+def test_prediction_files_naming_instances_outside_the_dataset_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    instance = SWEInstance(instance_id="acme__calc-1", repo="acme/calc", base_commit="abcd", problem_statement="x")
+    ids = ["acme__calc-1", *(f"other__repo-{n}" for n in range(7))]
+    path = write_predictions(tmp_path / "p.jsonl", dict.fromkeys(ids, "diff"))
+    with caplog.at_level(logging.WARNING, logger="codemonkeys.swebench"):
+        [job] = ensemble_inputs([instance], [path], [], only_mentioned=True)
+    assert job.instance.instance_id == "acme__calc-1"
+    assert "7 instance(s) that are not in the dataset" in caplog.text
+    assert "other__repo-0, other__repo-1, other__repo-2, other__repo-3, other__repo-4 and 2 more" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="codemonkeys.swebench"):
+        ensemble_inputs([instance], [path], [], only_mentioned=False)
+    assert caplog.text == "", "with --instances, the files' other instances are left out on purpose"
