@@ -152,12 +152,13 @@ async def _open_sandboxes(job: ProblemJob) -> Sandboxes:
 
 
 async def _discard(opening: asyncio.Task[Sandboxes]) -> None:
-    """The context stage ended the run: whatever was opened for the trajectories is closed again."""
+    """The context stage ended the run: whatever was opened for the trajectories is closed again. A sandbox
+    that failed meanwhile is only logged: the context stage's error is the one the run reports."""
     try:
         sandboxes = await opening
-    except (StageFailed, SandboxError):
-        return
-    await sandboxes.aclose()
+        await sandboxes.aclose()
+    except Exception as exc:
+        log.warning("the sandboxes failed too: %s", crash_message(exc))
 
 
 def _pair_done(inst: InstanceStore, i: int) -> bool:
