@@ -273,7 +273,7 @@ class DockerProvider(SandboxProvider):
         self._progress = progress or (lambda line: log.debug("%s", line))
         self._prepare_lock = asyncio.Lock()
         self.capacity = spec.settings.max_containers
-        self._slots = asyncio.Semaphore(spec.settings.max_containers)
+        self._slots = asyncio.Semaphore(self.capacity)
         self._open: dict[str, DockerSandbox] = {}
         self.description = "docker (image not prepared yet)"
 
