@@ -80,10 +80,13 @@ def worktrees(repo: Path) -> list[str]:
 
 
 def alive(pid: int) -> bool:
-    """A zombie counts as gone: it runs nothing, it only waits for a reaper."""
+    """A zombie counts as gone: it runs nothing, it only waits for a reaper.
+
+    A process that exits between opening and reading its stat file raises ProcessLookupError.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
@@ -135,7 +138,10 @@ def zombie_children() -> list[int]:
     """Children of this process that exited and were never reaped."""
     pids = []
     for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        pids += [int(p) for p in children.read_text().split()]
+        try:
+            pids += [int(p) for p in children.read_text().split()]
+        except OSError:
+            continue
     return [pid for pid in pids if Path(f"/proc/{pid}/stat").exists() and not alive(pid)]
 
 
