@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from codemonkeys.jsonfiles import read_jsonl
 from codemonkeys.store import InstanceStore
 from codemonkeys.swebench.models import EvalVerdict
-from codemonkeys.voting import collect_candidates
+from codemonkeys.trajectories.models import Candidate
+from codemonkeys.voting import stored_candidates
 
 PREDICTION = ""  # the submitted prediction's candidate name in verdicts.jsonl (as swebench.batch writes it)
 FORECAST_FACTORS = (2, 4, 10)
@@ -54,8 +55,8 @@ def fit_power_law(ks: Sequence[int], coverage: Sequence[float]) -> PowerLawFit |
 
 
 class InstanceFigures(BaseModel):
-    """One instance's row: `trajectories` (n) are its saved editing trajectories, `correct` (c) those whose patch
-    resolves, `with_patch` those that produced one. Eval-derived fields are None when the eval has no verdict for
+    """One instance's row: `trajectories` (n) are its saved editing trajectories (an ensemble's: the pooled
+    systems' proposals), `correct` (c) those whose patch resolves, `with_patch` those that produced one. Eval-derived fields are None when the eval has no verdict for
     them; `recall` is None without a gold patch or a packed context. `random` is the expected score of picking
     one of the trajectories that produced a patch uniformly at random: c ÷ with_patch."""
 
@@ -142,14 +143,14 @@ def instance_figures(
     if result is None:
         return None
     iid = result.instance_id
-    editing = inst.all_editing()
-    candidates = collect_candidates(editing)
+    candidates = stored_candidates(inst)
+    weights, proposals = _weights(inst, candidates)
     row = InstanceFigures(
         instance_id=iid,
         status=result.status,
         link=f"{inst.root.name}/report.html",
-        trajectories=len(editing),
-        with_patch=sum(len(c.sources) for c in candidates),
+        trajectories=proposals,
+        with_patch=sum(weights.values()),
         candidates=len(candidates),
         usd=result.cost_usd,
         usd_by_stage={stage: t.cost_usd for stage, t in result.usage.items()},
@@ -161,7 +162,7 @@ def instance_figures(
         row.resolved = mine[PREDICTION].resolved
     if mine and all(f"candidate-{c.id}" in mine for c in candidates):
         resolves = {c.id: mine[f"candidate-{c.id}"].resolved for c in candidates}
-        row.correct = sum(len(c.sources) for c in candidates if resolves[c.id])
+        row.correct = sum(weights[c.id] for c in candidates if resolves[c.id])
         row.covered = any(resolves.values())
         row.majority = _majority(inst, resolves)
         row.selected = resolves.get(result.chosen_candidate, False) if result.chosen_candidate is not None else False
@@ -172,6 +173,16 @@ def instance_figures(
         if context is not None and wanted:
             row.recall = len(wanted & {f.path for f in context.files}) / len(wanted)
     return row
+
+
+def _weights(inst: InstanceStore, candidates: list[Candidate]) -> tuple[dict[int, int], int]:
+    """How many proposals each candidate stands for, and how many proposals there were: editing trajectories,
+    or for an ensemble the pooled systems' patches (its pool.json), empty ones included."""
+    pool = inst.pool.load()
+    if pool is None:
+        return {c.id: len(c.sources) for c in candidates}, len(inst.all_editing())
+    weights = {p.id: len(p.provenance) for p in pool.patches}
+    return weights, sum(weights.values()) + len(pool.empty)
 
 
 def _majority(inst: InstanceStore, resolves: dict[int, bool]) -> bool | None:

@@ -22,6 +22,7 @@ from codemonkeys.llm import Transcript
 from codemonkeys.problem import Problem
 from codemonkeys.result import SolveResult
 from codemonkeys.sandbox.base import Outcome
+from codemonkeys.swebench.pooling import Pool, Provenance
 from codemonkeys.trajectories.models import (
     OUTPUT_KEPT,
     Candidate,
@@ -33,7 +34,7 @@ from codemonkeys.trajectories.models import (
     VoteResult,
 )
 from codemonkeys.trajectories.tags import Kind, parse_answer
-from codemonkeys.voting import collect_candidates
+from codemonkeys.voting import stored_candidates
 
 if TYPE_CHECKING:  # the store imports the result model this page shows
     from pathlib import Path
@@ -55,16 +56,16 @@ _STAGE_COLOURS = {
 def write_report(inst: InstanceStore, result: SolveResult) -> Path:
     problem = inst.problem.load()
     testing, editing = inst.all_testing(), inst.all_editing()
-    votes, selection = inst.votes.load(), inst.selection.load()
-    candidates = collect_candidates(editing)
+    votes, selection, pool = inst.votes.load(), inst.selection.load(), inst.pool.load()
+    candidates = stored_candidates(inst)
     sections = [
-        ("summary", "Summary", _summary(result, problem)),
+        ("summary", "Summary", _summary(result, problem, pool)),
         ("issue", "Issue", f"<pre>{esc(problem.issue)}</pre>" if problem else _missing("problem.json")),
         ("context", "Context", _context(inst)),
         ("patch", "Chosen patch", _patch(result)),
         ("votes", "Votes", _votes(votes, editing, result.chosen_candidate)),
-        ("candidates", "Candidates", _candidates(candidates, votes, result.chosen_candidate)),
-        ("trajectories", "Trajectories", _trajectories(inst, testing, editing)),
+        ("candidates", "Candidates", _candidates(candidates, votes, result.chosen_candidate, pool)),
+        ("trajectories", "Trajectories", _trajectories(inst, testing, editing, pool)),
         ("selection", "Selection", _selection(inst, selection, votes)),
         ("timeline", "Timeline", _timeline(result)),
         ("usage", "Model usage", _usage(result)),
@@ -81,7 +82,7 @@ def _missing(what: str) -> str:
     return f'<p class="note">Not recorded: {esc(what)} is missing (the run stopped before it, or is older).</p>'
 
 
-def _summary(result: SolveResult, problem: Problem | None) -> str:
+def _summary(result: SolveResult, problem: Problem | None, pool: Pool | None) -> str:
     chosen = "none"
     if result.chosen_candidate is not None:
         how = "selection fell back to the top vote" if result.selection_fallback else "chosen"
@@ -99,6 +100,10 @@ def _summary(result: SolveResult, problem: Problem | None) -> str:
         ("sandbox", result.sandbox or "-"),
         ("repository", f"{problem.repo_path} @ {problem.commit}" if problem else "-"),
     ]
+    if pool is not None:
+        proposals = sum(len(p.provenance) for p in pool.patches)
+        empty = f"; empty from {', '.join(_named(pool.empty))}" if pool.empty else ""
+        rows.append(("pooled (ensemble)", f"{proposals} proposal(s) of {len(pool.patches)} distinct fix(es){empty}"))
     if result.unpriced_models:
         rows.append(("models without a price (USD 0)", ", ".join(result.unpriced_models)))
     html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
@@ -124,6 +129,8 @@ def _context(inst: InstanceStore) -> str:
     context = inst.context.load()
     verdicts = _relevance(inst, context)
     if context is None and not verdicts:
+        if inst.pool.exists():
+            return "<p>None gathered: an ensemble pools the candidates other runs wrote with their own context.</p>"
         return _missing("context/ranking.json")
     ranked = {p: i + 1 for i, p in enumerate(context.ranked)} if context else {}
     packed = {f.path: f for f in context.files} if context else {}
@@ -215,16 +222,26 @@ def _votes(votes: VoteResult | None, editing: list[EditingResult], chosen: int |
     return f"{note}{table(headers, rows, id='vote-matrix', classes=classes)}<p>Top: {esc(top)}.</p>{error}"
 
 
-def _candidates(candidates: list[Candidate], votes: VoteResult | None, chosen: int | None) -> str:
+def _named(provenance: list[Provenance]) -> list[str]:
+    return [f"{p.name or '(unnamed)'} ({p.origin})" for p in provenance]
+
+
+def _candidates(candidates: list[Candidate], votes: VoteResult | None, chosen: int | None, pool: Pool | None) -> str:
     if not candidates:
-        return "<p>No trajectory produced a patch.</p>"
+        return "<p>Nothing was pooled.</p>" if pool is not None else "<p>No trajectory produced a patch.</p>"
+    proposed = {p.id: _named(p.provenance) for p in pool.patches} if pool is not None else {}
     parts = []
     for c in candidates:
         count = votes.votes.get(c.id, 0) if votes else "?"
         tags = [t for t, on in (("chosen", c.id == chosen), ("top", votes and c.id in votes.top)) if on]
+        origin = (
+            f"proposed by {', '.join(proposed.get(c.id, []))}"
+            if pool is not None
+            else f"from trajectories {', '.join(map(str, c.sources))}"
+        )
         label = (
             f"candidate {c.id}{' [' + ', '.join(tags) + ']' if tags else ''}: {count} vote{'' if count == 1 else 's'}, "
-            f"from trajectories {', '.join(map(str, c.sources))}; changes {', '.join(c.paths) or '-'}"
+            f"{origin}; changes {', '.join(c.paths) or '-'}"
         )
         parts.append(details(label, diff_html(c.patch)))
     return "".join(parts)
@@ -289,15 +306,21 @@ def _model_of(inst: InstanceStore) -> Callable[[int], str]:
     return lambda i: names[i % len(names)] if names else "model unknown"
 
 
-def _trajectories(inst: InstanceStore, testing: list[TestingResult], editing: list[EditingResult]) -> str:
+def _trajectories(
+    inst: InstanceStore, testing: list[TestingResult], editing: list[EditingResult], pool: Pool | None
+) -> str:
     if not testing and not editing:
+        if pool is not None:
+            return "<p>None: the candidates were pooled, and the runs' own test scripts voted (or nothing needed a vote).</p>"
         return _missing("testing/ and editing/")
     tested, edited = {t.index: t for t in testing}, {e.index: e for e in editing}
     model = _model_of(inst)
     parts = []
     for i in sorted(tested.keys() | edited.keys()):
         t, e = tested.get(i), edited.get(i)
-        if e is None:
+        if e is None and pool is not None:
+            outcome = "its script votes" if t and t.script else f"no script ({(t and t.error) or 'none written'})"
+        elif e is None:
             outcome = "editing not finished"
         elif e.patch:
             outcome = "a candidate" + (f", its script {_verdict(e.edited.outcome)[0]}" if e.edited else "")

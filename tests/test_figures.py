@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from codemonkeys.figures import batch_figures, fit_power_law, pass_at_k, patch_files
+from codemonkeys.swebench.pooling import Provenance, pool_patches
 from tests.run_builder import add_instance, diff, known_run, verdict
 
 
@@ -128,3 +129,24 @@ def test_the_oracle_gap_is_unknown_when_coverage_equals_random(tmp_path: Path) -
     verdict(run / "eval", "x-1", "candidate-0", False)
     f = batch_figures(run)
     assert (f.coverage, f.random, f.selection, f.oracle_gap_recovered) == (0.0, 0.0, 0.0, None)
+
+
+def test_an_ensemble_instance_counts_the_pooled_proposals(tmp_path: Path) -> None:
+    """No editing trajectory: n is the systems' proposals (one empty), c those whose pooled fix resolves."""
+    run = tmp_path / "ensemble"
+    right, wrong = diff("a.py", "right"), diff("a.py", "wrong")
+    inst = add_instance(run, "x-1", [], top=[1, 0], chosen=None, usage={"selection": 0.1})
+    chose = {"status": "patched", "patch": right, "chosen_candidate": 0, "candidates": 2}
+    inst.result.save(inst.result.load().model_copy(update=chose))
+    inst.pool.save(
+        pool_patches("x-1", [(Provenance(origin=o, name=o), p) for o, p in [("a", right), ("b", wrong), ("c", right)]])
+    )
+    empty = inst.pool.load()
+    empty.empty.append(Provenance(origin="d", name="d"))
+    inst.pool.save(empty)
+    verdict(run / "eval", "x-1", "", True)
+    verdict(run / "eval", "x-1", "candidate-0", True)
+    verdict(run / "eval", "x-1", "candidate-1", False)
+    row = batch_figures(run).rows[0]
+    assert (row.trajectories, row.with_patch, row.candidates, row.correct) == (4, 3, 2, 2)
+    assert (row.covered, row.majority, row.selected, row.random) == (True, False, True, pytest.approx(2 / 3))

@@ -23,7 +23,7 @@ from codemonkeys.swebench.models import EvalVerdict, SWEInstance
 from codemonkeys.swebench.pooling import Provenance, pool_patches
 from codemonkeys.swebench.prepare import PrepareError, prepare
 from codemonkeys.swebench.progress import BatchProgress
-from codemonkeys.voting import collect_candidates, distinct_scripts
+from codemonkeys.voting import distinct_scripts, stored_candidates
 
 log = logging.getLogger("codemonkeys.swebench")
 
@@ -108,9 +108,10 @@ def read_predictions(paths: Sequence[Path]) -> dict[str, str]:
 
 
 def run_candidates(run_dir: Path, instance_id: str) -> dict[str, str]:
-    """Every distinct candidate patch of one instance in a run directory, named `candidate-<id>`."""
+    """Every distinct candidate patch of one instance in a run directory (an ensemble's: its pool), named
+    `candidate-<id>`."""
     inst = RunStore(run_dir).instance(instance_id)
-    return {f"candidate-{c.id}": c.patch for c in collect_candidates(inst.all_editing())}
+    return {f"candidate-{c.id}": c.patch for c in stored_candidates(inst)}
 
 
 def run_scripts(run_dir: Path, instance_id: str) -> list[str]:

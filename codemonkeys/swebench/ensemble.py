@@ -16,6 +16,7 @@ from codemonkeys.config import Settings
 from codemonkeys.llm import BudgetExceeded, RunStopped
 from codemonkeys.pipeline import ProblemJob, StageFailed, solve_result, vote_and_select
 from codemonkeys.repo_files import OriginalFiles
+from codemonkeys.report import write_report
 from codemonkeys.result import SolveResult
 from codemonkeys.sandbox.base import SandboxError, SandboxProvider
 from codemonkeys.sandbox.factory import make_provider
@@ -169,11 +170,12 @@ class _Ensemble:
         return scripts
 
     def finish(self, **fields: Any) -> SolveResult:
-        """`result.json`, and for a finished instance its prediction line, `source` naming every system that
-        proposed the chosen fix."""
+        """`result.json` and `report.html`, and for a finished instance its prediction line, `source` naming every
+        system that proposed the chosen fix."""
         iid = self.job.instance.instance_id
         result = solve_result(iid, self.client, self.clock, self.started, self.ended_early, self.facts, **fields)
         self.inst.result.save(result)
+        write_report(self.inst, result)
         if not result.resumable:
             chosen = result.chosen_candidate
             source = [] if chosen is None else self.job.pool.sources(chosen)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tests.e2e.oracle import oracle
 from tests.e2e.toy_repo import RIGHT_TEST, WRONG_TEST
 from tests.fake_model_server import FakeModelServer
 from tests.swebench.shaped import make_benchmark, write_predictions
-from tests.swebench.test_batch_e2e import cli, common, solve_args
+from tests.swebench.test_batch_e2e import CLI, _env, cli, common, solve_args
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +37,13 @@ def _predictions(run_dir: Path) -> dict[str, dict]:
 def _usage(run_dir: Path) -> Counter[str]:
     path = run_dir / "usage.jsonl"
     return Counter(r["instance"] for r in _lines(path)) if path.exists() else Counter()
+
+
+def cli_report(run_dir: Path) -> dict:
+    """`codemonkeys report RUN_DIR --json` as a user runs it: the figures it prints."""
+    proc = subprocess.run([*CLI[:-1], "report", str(run_dir), "--json"], capture_output=True, text=True, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def ensemble_args(dataset: Path, inputs: list[str], server: FakeModelServer, run_dir: Path) -> list[str]:
@@ -100,19 +108,36 @@ def test_the_right_patch_of_a_second_file_wins_over_our_wrong_one(tmp_path: Path
     assert prediction["model_patch"] == patches["gold"]
     assert prediction["source"] == [{"origin": str(theirs), "name": "theirs"}]
 
-    eval_dir = tmp_path / "eval"
+    page = (inst / "report.html").read_text()
+    assert "pooled (ensemble)</th><td>3 proposal(s) of 2 distinct fix(es)" in page
+    assert f"candidate 1 [chosen, top]: 1 vote, proposed by theirs ({theirs})" in page
+    assert (
+        f"candidate 0 [top]: 1 vote, proposed by codemonkeys ({ours / 'predictions.jsonl'}), candidate-0 ({ours})"
+        in page
+    )
+    assert "the candidates were pooled, and the runs' own test scripts voted" in page
+    assert "editing not finished" not in page and "Not recorded" not in page, "an ensemble's page lacks nothing"
+
+    # Every pooled candidate is graded, so the run's figures see the ensemble's coverage and choice.
+    eval_dir = ensemble_dir / "eval"
     graded = cli(
         "eval",
         "--dataset",
         str(dataset),
         "--predictions",
         str(ensemble_dir / "predictions.jsonl"),
+        "--candidates",
+        str(ensemble_dir),
         "--run-dir",
         str(eval_dir),
         *common(repos, specs, env_cache),
     )
     assert graded.returncode == 0, graded.stderr
     assert json.loads((eval_dir / f"codemonkeys.{eval_dir.name}.json").read_text())["resolved_ids"] == [iid]
+    figures = cli_report(ensemble_dir)
+    row = figures["rows"][0]
+    assert (row["trajectories"], row["with_patch"], row["candidates"], row["correct"]) == (3, 3, 2, 1)
+    assert (row["covered"], row["selected"], row["random"]) == (True, True, pytest.approx(1 / 3))
 
 
 def restyled(patch: str) -> str:
@@ -174,6 +199,8 @@ def test_an_instance_with_only_prediction_files_gets_testing_trajectories_first(
         result = json.loads((inst / "result.json").read_text())
         assert result["status"] == "patched" and result["trajectories"] == 2 and result["chosen_candidate"] == 0
         assert set(result["usage"]) == {"testing", "selection"}
+        page = (inst / "report.html").read_text()
+        assert page.count("): its script votes</summary>") == 2, "both testing trajectories are on the page"
 
 
 def test_a_rerun_makes_no_model_call_for_finished_work(pooled: dict) -> None:
