@@ -91,9 +91,7 @@ async def test_reset_restores_the_pristine_tree_but_keeps_build_artefacts(make_p
         assert made.exit_code == 0 and "calc" in made.output
         assert "pkg/new_module.py" in await sandbox.diff()
 
-        started = time.monotonic()
-        await sandbox.reset()
-        assert time.monotonic() - started < 0.5
+        await sandbox.reset()  # its speed is measured by scripts/bench/sandbox.py
 
         assert await sandbox.read_file("calc.py") == CALC
         for gone in ("pkg/new_module.py", "run.log", "build/extra/o.txt", "build/new.txt"):
