@@ -15,7 +15,6 @@ from pydantic import BaseModel
 from codemonkeys.jsonfiles import read_jsonl
 from codemonkeys.store import InstanceStore
 from codemonkeys.swebench.models import EvalVerdict
-from codemonkeys.trajectories.models import Candidate
 from codemonkeys.voting import stored_candidates
 
 PREDICTION = ""  # the submitted prediction's candidate name in verdicts.jsonl (as swebench.batch writes it)
@@ -56,9 +55,10 @@ def fit_power_law(ks: Sequence[int], coverage: Sequence[float]) -> PowerLawFit |
 
 class InstanceFigures(BaseModel):
     """One instance's row: `trajectories` (n) are its saved editing trajectories (an ensemble's: the pooled
-    systems' proposals), `correct` (c) those whose patch resolves, `with_patch` those that produced one. Eval-derived fields are None when the eval has no verdict for
-    them; `recall` is None without a gold patch or a packed context. `random` is the expected score of picking
-    one of the trajectories that produced a patch uniformly at random: c ÷ with_patch."""
+    systems' proposals, empty ones included), `correct` (c) those whose patch resolves, `with_patch` those that
+    produced one. Eval-derived fields are None when the eval has no verdict for them; `recall` is None without a
+    gold patch or a packed context. `random` is the expected score of picking one of the trajectories that
+    produced a patch uniformly at random: c ÷ with_patch."""
 
     instance_id: str
     status: str
@@ -143,8 +143,13 @@ def instance_figures(
     if result is None:
         return None
     iid = result.instance_id
-    candidates = stored_candidates(inst)
-    weights, proposals = _weights(inst, candidates)
+    pool, editing = inst.pool.load(), inst.all_editing()
+    candidates = stored_candidates(pool, editing)
+    if pool is None:
+        weights, proposals = {c.id: len(c.sources) for c in candidates}, len(editing)
+    else:
+        weights = {p.id: len(p.provenance) for p in pool.patches}
+        proposals = sum(weights.values()) + len(pool.empty)
     row = InstanceFigures(
         instance_id=iid,
         status=result.status,
@@ -173,16 +178,6 @@ def instance_figures(
         if context is not None and wanted:
             row.recall = len(wanted & {f.path for f in context.files}) / len(wanted)
     return row
-
-
-def _weights(inst: InstanceStore, candidates: list[Candidate]) -> tuple[dict[int, int], int]:
-    """How many proposals each candidate stands for, and how many proposals there were: editing trajectories,
-    or for an ensemble the pooled systems' patches (its pool.json), empty ones included."""
-    pool = inst.pool.load()
-    if pool is None:
-        return {c.id: len(c.sources) for c in candidates}, len(inst.all_editing())
-    weights = {p.id: len(p.provenance) for p in pool.patches}
-    return weights, sum(weights.values()) + len(pool.empty)
 
 
 def _majority(inst: InstanceStore, resolves: dict[int, bool]) -> bool | None:

@@ -57,11 +57,11 @@ def write_report(inst: InstanceStore, result: SolveResult) -> Path:
     problem = inst.problem.load()
     testing, editing = inst.all_testing(), inst.all_editing()
     votes, selection, pool = inst.votes.load(), inst.selection.load(), inst.pool.load()
-    candidates = stored_candidates(inst)
+    candidates = stored_candidates(pool, editing)
     sections = [
         ("summary", "Summary", _summary(result, problem, pool)),
         ("issue", "Issue", f"<pre>{esc(problem.issue)}</pre>" if problem else _missing("problem.json")),
-        ("context", "Context", _context(inst)),
+        ("context", "Context", _context(inst, pool)),
         ("patch", "Chosen patch", _patch(result)),
         ("votes", "Votes", _votes(votes, editing, result.chosen_candidate)),
         ("candidates", "Candidates", _candidates(candidates, votes, result.chosen_candidate, pool)),
@@ -125,11 +125,11 @@ def _relevance(inst: InstanceStore, context: ContextResult | None) -> list[FileR
     return verdicts
 
 
-def _context(inst: InstanceStore) -> str:
+def _context(inst: InstanceStore, pool: Pool | None) -> str:
     context = inst.context.load()
     verdicts = _relevance(inst, context)
     if context is None and not verdicts:
-        if inst.pool.exists():
+        if pool is not None:
             return "<p>None gathered: an ensemble pools the candidates other runs wrote with their own context.</p>"
         return _missing("context/ranking.json")
     ranked = {p: i + 1 for i, p in enumerate(context.ranked)} if context else {}

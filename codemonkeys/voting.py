@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from codemonkeys.config import GenerationSettings, SandboxSettings
 from codemonkeys.sandbox.base import Outcome, Sandbox, SandboxProvider
+from codemonkeys.swebench.pooling import Pool
 from codemonkeys.trajectories.common import crash_message
 from codemonkeys.trajectories.models import Candidate, EditingResult, VoteResult
-
-if TYPE_CHECKING:  # the store's records are built from this module's models
-    from codemonkeys.store import InstanceStore
 
 log = logging.getLogger("codemonkeys.voting")
 
@@ -42,12 +39,11 @@ def collect_candidates(results: list[EditingResult]) -> list[Candidate]:
     return list(by_key.values())
 
 
-def stored_candidates(inst: InstanceStore) -> list[Candidate]:
+def stored_candidates(pool: Pool | None, editing: list[EditingResult]) -> list[Candidate]:
     """The candidates an instance's vote saw: an ensemble's pool (`pool.json`) when it has one, else its editing
     trajectories' distinct patches. Pooled candidates have no trajectory behind them (`sources` is empty)."""
-    pool = inst.pool.load()
     if pool is None:
-        return collect_candidates(inst.all_editing())
+        return collect_candidates(editing)
     return [Candidate(id=p.id, patch=p.patch, paths=p.paths) for p in pool.patches]
 
 

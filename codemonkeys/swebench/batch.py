@@ -111,7 +111,7 @@ def run_candidates(run_dir: Path, instance_id: str) -> dict[str, str]:
     """Every distinct candidate patch of one instance in a run directory (an ensemble's: its pool), named
     `candidate-<id>`."""
     inst = RunStore(run_dir).instance(instance_id)
-    return {f"candidate-{c.id}": c.patch for c in stored_candidates(inst)}
+    return {f"candidate-{c.id}": c.patch for c in stored_candidates(inst.pool.load(), inst.all_editing())}
 
 
 def run_scripts(run_dir: Path, instance_id: str) -> list[str]:
