@@ -27,9 +27,9 @@ from codemonkeys.swebench.models import SWEInstance
 from codemonkeys.swebench.pooling import Pool
 from codemonkeys.swebench.prepare import PrepareError, prepare
 from codemonkeys.trajectories.common import crash_message
-from codemonkeys.trajectories.models import Candidate, TestingResult
+from codemonkeys.trajectories.models import TestingResult
 from codemonkeys.trajectories.testing import run_testing
-from codemonkeys.voting import distinct_scripts
+from codemonkeys.voting import distinct_scripts, stored_candidates
 
 log = logging.getLogger("codemonkeys.swebench")
 
@@ -128,7 +128,7 @@ class _Ensemble:
         try:
             scripts = self.job.scripts or await self._testing(job, provider)
             # The voting scripts double as selection's example of a working script.
-            candidates = [Candidate(id=p.id, patch=p.patch, paths=p.paths, scripts=scripts) for p in pool.patches]
+            candidates = [c.model_copy(update={"scripts": scripts}) for c in stored_candidates(pool, [])]
             chosen, selection = await vote_and_select(job, candidates, scripts, provider)
         finally:
             await provider.aclose()
